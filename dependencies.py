@@ -1,0 +1,79 @@
+"""Typed dependencies: the session, settings, cache, the current user and owned resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+import db_models
+from auth import token_user_id
+from exceptions import InvalidTokenError, TaskAccessDeniedError, TaskNotFoundError
+from models import MAX_ID
+from redis_config import Cache
+from settings import Settings
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_secret_key(request: Request) -> str:
+    secret: str = request.app.state.secret_key
+    return secret
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+CacheDep = Annotated[Cache, Depends(get_cache)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+SecretKey = Annotated[str, Depends(get_secret_key)]
+
+# auto_error=False: a missing token is our 401 with the standard body, not FastAPI's.
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+async def get_current_user(
+    session: SessionDep, secret: SecretKey, token: Annotated[str | None, Depends(_bearer)]
+) -> db_models.User:
+    if not token:
+        raise InvalidTokenError("Not authenticated")
+    user = await session.get(db_models.User, token_user_id(token, secret=secret))
+    if user is None:
+        raise InvalidTokenError()
+    return user
+
+
+CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
+TaskID = Annotated[int, Path(gt=0, le=MAX_ID)]
+
+
+async def get_owned_task(task_id: TaskID, session: SessionDep, user: CurrentUser) -> db_models.Task:
+    task = await session.get(db_models.Task, task_id)
+    if task is None:
+        raise TaskNotFoundError(task_id)
+    if task.user_id != user.id:
+        raise TaskAccessDeniedError(task_id)
+    return task
+
+
+OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]

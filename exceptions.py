@@ -1,0 +1,189 @@
+"""Domain errors, each carrying its HTTP status, and the one place they become responses.
+
+Every error body has the shape `{"error": "<title>", "message": "<sentence>", ...}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class BadRequestError(AppError):
+    status_code = 400
+    title = "Bad Request"
+
+
+class AuthenticationError(AppError):
+    status_code = 401
+    title = "Unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidCredentialsError(AuthenticationError):
+    def __init__(self) -> None:
+        super().__init__("Incorrect username or password")
+
+
+class InvalidTokenError(AuthenticationError):
+    def __init__(self, reason: str = "Could not validate credentials") -> None:
+        super().__init__(reason)
+
+
+class TaskNotFoundError(AppError):
+    status_code = 404
+    title = "Task Not Found"
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"Task with ID {task_id} not found", task_id=task_id)
+
+
+class TaskAccessDeniedError(AppError):
+    status_code = 403
+    title = "Forbidden"
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"You do not have access to task {task_id}", task_id=task_id)
+
+
+class TagNotFoundError(AppError):
+    status_code = 404
+    title = "Tag Not Found"
+
+    def __init__(self, task_id: int, tag: str) -> None:
+        super().__init__(f"Task {task_id} has no tag '{tag}'", task_id=task_id, tag=tag)
+
+
+class TooManyTagsError(AppError):
+    status_code = 422
+    title = "Too Many Tags"
+
+    def __init__(self, task_id: int, limit: int) -> None:
+        super().__init__(f"A task can have at most {limit} tags", task_id=task_id, limit=limit)
+
+
+class DuplicateUserError(AppError):
+    status_code = 409
+    title = "Conflict"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"A user with that {field} already exists", field=field)
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    title = "Service Unavailable"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+
+def error_response(
+    status_code: int,
+    title: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """The standard error body. Errors are never cached by clients or proxies."""
+    body = {"error": title, "message": message, **extra}
+    response = JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The rejected input is not echoed back: it may be a password or megabytes of text.
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(
+        exc.status_code, exc.title, exc.message, headers=dict(exc.headers), **exc.extra
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(
+        422,
+        "Validation Error",
+        "The request is not valid; see detail",
+        detail=_validation_detail(exc),
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = HTTPStatus(exc.status_code)
+    message = exc.detail if isinstance(exc.detail, str) else status.description
+    if message == status.phrase:
+        message = f"{status.description}."
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, status.phrase, message, headers=headers)
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("database unavailable: %s", type(exc).__name__)
+    return error_response(
+        503,
+        ServiceUnavailableError.title,
+        "The database is unavailable; try again shortly",
+        headers=dict(ServiceUnavailableError.headers),
+    )
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=exc)
+    return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    return error_response(500, "Internal Server Error", "An unexpected error occurred")
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if _is_connection_error(exc):
+        return await _database_unavailable(request, exc)
+    return await _unexpected_error(request, exc)
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,58 @@
+"""The application: built by `create_app()`, served as `main:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from db_config import build_engine, build_sessionmaker
+from exceptions import register_exception_handlers
+from logging_config import RequestContextMiddleware, configure_logging
+from rate_limit_config import enforce_default_limit, install_rate_limiting
+from redis_config import build_cache
+from routers import auth, health, tasks
+from settings import Settings, get_settings, resolve_secret_key
+
+DESCRIPTION = """
+A task manager REST API. Register, then log in with **Authorize** (username and password) to try
+every endpoint. Errors always have the body `{"error": "...", "message": "..."}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Clients are built here, not at import, so tests can build apps with other settings.
+        configure_logging(settings)
+        app.state.secret_key = resolve_secret_key(settings)
+        app.state.engine = build_engine(settings)
+        app.state.sessionmaker = build_sessionmaker(app.state.engine)
+        app.state.cache = build_cache(settings)
+        try:
+            yield
+        finally:
+            await app.state.cache.close()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Task Manager API",
+        version=settings.app_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(enforce_default_limit)],
+    )
+    app.state.settings = settings
+    register_exception_handlers(app)
+    install_rate_limiting(app, settings)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(tasks.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""HTTP routes: path, status, response model, rate limit and one service call each."""

@@ -1,0 +1,38 @@
+"""Service endpoints: root, health and version (never rate limited)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from dependencies import CacheDep, EngineDep, SettingsDep
+from models import Health, Message, Version
+from rate_limit_config import exempt
+from services import health as health_service
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/", response_model=Message)
+@exempt
+async def root() -> Message:
+    """Say the API is running."""
+    return Message(message="Task Manager API", status="running")
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@exempt
+async def health(engine: EngineDep, cache: CacheDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: 200 when the database answers, 503 when it does not."""
+    report = await health_service.check(engine, cache, version=settings.app_version)
+    status = 503 if report.database != "ok" else 200
+    return JSONResponse(
+        report.model_dump(), status_code=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/version", response_model=Version)
+@exempt
+async def version(settings: SettingsDep) -> Version:
+    """The running release."""
+    return Version(version=settings.app_version)

@@ -1,0 +1,133 @@
+"""Task endpoints: CRUD, filters, bulk update, tags and statistics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+
+import db_models
+from dependencies import CacheDep, CurrentUser, OwnedTask, SessionDep, SettingsDep
+from models import (
+    BulkUpdate,
+    TagList,
+    TaskCreate,
+    TaskFilters,
+    TaskRead,
+    TaskStats,
+    TaskUpdate,
+    error_responses,
+)
+from rate_limit_config import active_limit, limiter
+from services import stats as stats_service
+from services import tasks as task_service
+
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
+_OWNED = error_responses(403, 404, 422)
+
+
+def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) -> dict[str, str]:
+    """X-Total-Count and an RFC 8288 Link header, so clients page without guessing."""
+    links = {"first": 0, "last": max(total - 1, 0) // limit * limit}
+    if skip + limit < total:
+        links["next"] = skip + limit
+    if skip > 0:
+        links["prev"] = max(skip - limit, 0)
+    link = ", ".join(
+        f'<{request.url.include_query_params(skip=offset, limit=limit)}>; rel="{rel}"'
+        for rel, offset in links.items()
+    )
+    return {"X-Total-Count": str(total), "Link": link}
+
+
+@router.get("", response_model=list[TaskRead], responses=error_responses(422))
+async def list_tasks(
+    request: Request,
+    response: Response,
+    filters: Annotated[TaskFilters, Query()],
+    session: SessionDep,
+    user: CurrentUser,
+) -> list[db_models.Task]:
+    """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
+    tasks, total = await task_service.list_tasks(session, user=user, filters=filters)
+    response.headers.update(
+        _pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
+    )
+    return tasks
+
+
+@router.post("", status_code=201, response_model=TaskRead, responses=error_responses(422))
+@limiter.limit(active_limit("create_task"))
+async def create_task(
+    request: Request, response: Response, data: TaskCreate, session: SessionDep, user: CurrentUser
+) -> db_models.Task:
+    """Create a task."""
+    return await task_service.create_task(session, user=user, data=data)
+
+
+@router.get("/stats", response_model=TaskStats)
+async def get_stats(
+    response: Response,
+    session: SessionDep,
+    cache: CacheDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+) -> TaskStats:
+    """Statistics over the caller's tasks (cached; `X-Cache` says HIT or MISS)."""
+    stats, hit = await stats_service.get_stats(
+        session, cache, user=user, ttl=settings.stats_cache_ttl
+    )
+    response.headers["X-Cache"] = "HIT" if hit else "MISS"
+    return stats
+
+
+@router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
+async def bulk_update_tasks(
+    data: BulkUpdate, session: SessionDep, user: CurrentUser
+) -> list[db_models.Task]:
+    """Apply the same update to several tasks: all of them or none."""
+    return await task_service.bulk_update(
+        session, user=user, task_ids=data.task_ids, changes=data.updates.changes()
+    )
+
+
+@router.get("/{task_id}", response_model=TaskRead, responses=_OWNED)
+async def get_task(task: OwnedTask) -> db_models.Task:
+    """Return one of the caller's tasks."""
+    return task
+
+
+@router.patch("/{task_id}", response_model=TaskRead, responses=_OWNED)
+async def update_task(
+    data: TaskUpdate, task: OwnedTask, session: SessionDep, user: CurrentUser
+) -> db_models.Task:
+    """Change some fields of a task; each is validated as on create."""
+    return await task_service.update_task(session, user=user, task=task, changes=data.changes())
+
+
+@router.delete("/{task_id}", status_code=204, responses=_OWNED)
+async def delete_task(task: OwnedTask, session: SessionDep, user: CurrentUser) -> None:
+    """Delete a task and its tags."""
+    await task_service.delete_task(session, user=user, task=task)
+
+
+@router.post("/{task_id}/tags", response_model=TaskRead, responses=_OWNED)
+async def add_tags(
+    tags: Annotated[TagList, Body(min_length=1)],
+    task: OwnedTask,
+    session: SessionDep,
+    user: CurrentUser,
+) -> db_models.Task:
+    """Add tags (a JSON array of strings); tags already present are not doubled."""
+    return await task_service.add_tags(session, user=user, task=task, tags=tags)
+
+
+@router.delete("/{task_id}/tags/{tag}", response_model=TaskRead, responses=_OWNED)
+async def remove_tag(
+    tag: Annotated[str, Path(min_length=1, max_length=50)],
+    task: OwnedTask,
+    session: SessionDep,
+    user: CurrentUser,
+) -> db_models.Task:
+    """Remove one tag from a task."""
+    return await task_service.remove_tag(session, user=user, task=task, tag=tag)

@@ -1,0 +1,1 @@
+"""Use cases: queries, rules, commits, cache reads and scheduled side effects."""

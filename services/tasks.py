@@ -1,0 +1,212 @@
+"""Task use cases. Each public function is one unit of work ending in one commit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import UnaryExpression
+
+from db_models import Task, TaskTag, User, utcnow
+from exceptions import BadRequestError, TagNotFoundError, TaskNotFoundError, TooManyTagsError
+from models import MAX_TAGS_PER_TASK, SortField, TaskCreate, TaskFilters
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=Task.priority)
+_SORT_COLUMNS: dict[SortField, Any] = {
+    SortField.ID: Task.id,
+    SortField.TITLE: Task.title,
+    SortField.PRIORITY: PRIORITY_RANK,
+    SortField.COMPLETED: Task.completed,
+    SortField.CREATED_AT: Task.created_at,
+    SortField.DUE_DATE: Task.due_date,
+}
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def overdue_condition(on: date) -> ColumnElement[bool]:
+    return and_(Task.due_date < on, Task.completed.is_(False))
+
+
+def _not_overdue_condition(on: date) -> ColumnElement[bool]:
+    # Spelled out rather than NOT(overdue): a NULL due date would make NOT(...) NULL.
+    return or_(Task.due_date.is_(None), Task.due_date >= on, Task.completed.is_(True))
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filter_conditions(user_id: int, filters: TaskFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Task.user_id == user_id]
+    if filters.completed is not None:
+        conditions.append(Task.completed.is_(filters.completed))
+    if filters.priority is not None:
+        conditions.append(Task.priority == filters.priority.value)
+    if filters.tag:
+        tagged = select(TaskTag.task_id).where(TaskTag.tag == filters.tag)
+        conditions.append(Task.id.in_(tagged))
+    if filters.overdue is not None:
+        on = today()
+        conditions.append(overdue_condition(on) if filters.overdue else _not_overdue_condition(on))
+    if filters.search:
+        pattern = f"%{_escape_like(filters.search)}%"
+        conditions.append(
+            or_(
+                Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")
+            )
+        )
+    if filters.created_after is not None:
+        conditions.append(Task.created_at >= _day_start(filters.created_after))
+    if filters.created_before is not None:
+        conditions.append(Task.created_at < _day_start(filters.created_before + timedelta(days=1)))
+    return conditions
+
+
+def _ordering(filters: TaskFilters) -> list[UnaryExpression[Any]]:
+    column = _SORT_COLUMNS[filters.sort_by]
+    if filters.sort_order == "desc":
+        return [column.desc().nulls_last(), Task.id.desc()]
+    return [column.asc().nulls_last(), Task.id.asc()]
+
+
+async def list_tasks(
+    session: AsyncSession, *, user: User, filters: TaskFilters
+) -> tuple[list[Task], int]:
+    """One page of the caller's tasks and the number of matches before paging."""
+    conditions = _filter_conditions(user.id, filters)
+    # The window count rides along with the page: one round trip for rows, tags and total.
+    stmt = (
+        select(Task, func.count().over().label("total"))
+        .where(*conditions)
+        .order_by(*_ordering(filters))
+        .offset(filters.skip)
+        .limit(filters.limit)
+    )
+    rows = (await session.execute(stmt)).unique().all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    total = await session.scalar(select(func.count()).select_from(Task).where(*conditions))
+    return [], int(total or 0)
+
+
+def _set_tags(task: Task, tags: list[str]) -> None:
+    """Make the task's tags exactly `tags`, in order, touching only the rows that change."""
+    if len(tags) > MAX_TAGS_PER_TASK:
+        raise TooManyTagsError(task.id, MAX_TAGS_PER_TASK)
+    existing = {row.tag: row for row in task.tag_rows}
+    rows = []
+    for position, tag in enumerate(tags):
+        row = existing.get(tag) or TaskTag(tag=tag)
+        row.position = position
+        rows.append(row)
+    task.tag_rows = rows
+
+
+async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> None:
+    """Bump versions; the user's data_version keys the stats cache (see services.stats)."""
+    now = utcnow()
+    for task in tasks:
+        task.updated_at = now
+        task.version += 1
+    await session.execute(
+        update(User).where(User.id == user_id).values(data_version=User.data_version + 1)
+    )
+
+
+def _apply(task: Task, changes: dict[str, Any]) -> None:
+    for field, value in changes.items():
+        if field == "tags":
+            _set_tags(task, value)
+        else:
+            setattr(task, field, value)
+
+
+async def create_task(session: AsyncSession, *, user: User, data: TaskCreate) -> Task:
+    task = Task(user_id=user.id, **data.model_dump(exclude={"tags"}))
+    task.tag_rows = []
+    _set_tags(task, data.tags)
+    session.add(task)
+    await _record_write(session, user.id)
+    await session.commit()
+    logger.info("task created task_id=%s user_id=%s", task.id, user.id)
+    return task
+
+
+async def update_task(
+    session: AsyncSession, *, user: User, task: Task, changes: dict[str, Any]
+) -> Task:
+    if not changes:
+        return task
+    _apply(task, changes)
+    await _record_write(session, user.id, task)
+    await session.commit()
+    logger.info("task updated task_id=%s fields=%s", task.id, ",".join(sorted(changes)))
+    return task
+
+
+async def delete_task(session: AsyncSession, *, user: User, task: Task) -> None:
+    await session.delete(task)
+    await _record_write(session, user.id)
+    await session.commit()
+    logger.info("task deleted task_id=%s user_id=%s", task.id, user.id)
+
+
+async def bulk_update(
+    session: AsyncSession, *, user: User, task_ids: list[int], changes: dict[str, Any]
+) -> list[Task]:
+    """Apply one change to many tasks: all of them, or (any id not the caller's) none."""
+    if not changes:
+        raise BadRequestError("No fields to update were given")
+    wanted = sorted(set(task_ids))
+    # Locking in id order means two overlapping bulk updates cannot deadlock each other.
+    stmt = (
+        select(Task)
+        .where(Task.id.in_(wanted), Task.user_id == user.id)
+        .order_by(Task.id)
+        .with_for_update(of=Task)
+    )
+    tasks = list((await session.scalars(stmt)).unique())
+    found = {task.id for task in tasks}
+    missing = [task_id for task_id in wanted if task_id not in found]
+    if missing:
+        # Another user's task is reported as missing: a bulk body must not probe for ids.
+        raise TaskNotFoundError(missing[0])
+    for task in tasks:
+        _apply(task, changes)
+    await _record_write(session, user.id, *tasks)
+    await session.commit()
+    logger.info("bulk update task_count=%s user_id=%s", len(tasks), user.id)
+    return tasks
+
+
+async def add_tags(session: AsyncSession, *, user: User, task: Task, tags: list[str]) -> Task:
+    new_tags = [tag for tag in tags if tag not in task.tags]
+    if not new_tags:
+        return task
+    _set_tags(task, task.tags + new_tags)
+    await _record_write(session, user.id, task)
+    await session.commit()
+    logger.info("tags added task_id=%s count=%s", task.id, len(new_tags))
+    return task
+
+
+async def remove_tag(session: AsyncSession, *, user: User, task: Task, tag: str) -> Task:
+    if tag not in task.tags:
+        raise TagNotFoundError(task.id, tag)
+    _set_tags(task, [kept for kept in task.tags if kept != tag])
+    await _record_write(session, user.id, task)
+    await session.commit()
+    logger.info("tag removed task_id=%s", task.id)
+    return task

@@ -1,0 +1,133 @@
+"""Application settings: the one place that reads the environment.
+
+Every field maps to an upper-case environment variable of the same name (see `.env.example`).
+With no environment at all the app runs on embedded defaults: a SQLite file, an in-process cache
+and rate-limit store, and a local upload folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+MIN_SECRET_KEY_BYTES = 32
+
+Environment = Literal["development", "test", "production"]
+LimitString = Annotated[str, Field(pattern=r"^\d+\s*(/|per)\s*\d*\s*[a-z]+$")]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Environment = "development"
+    app_version: str = "1.0.0"
+
+    # Auth
+    secret_key: SecretStr | None = None
+    secret_key_file: Path = Path(".secret_key")
+    access_token_expire_minutes: int = Field(default=30, ge=1, le=60 * 24 * 30)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    # Database
+    database_url: str = "sqlite:///./task_manager.db"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_echo: bool = False
+
+    # Redis: the stats cache and the rate limiter's shared counters
+    redis_url: str | None = None
+    redis_timeout: float = Field(default=0.25, gt=0)
+    redis_retry_interval: float = Field(default=5.0, ge=0)
+    redis_key_prefix: str = "tm:"
+    stats_cache_ttl: int = Field(default=300, ge=1)
+
+    # Rate limits in slowapi syntax ("5/minute"); unset means the default named in
+    # rate_limit_config.py. RATE_LIMIT_ENABLED=false turns limiting off for load tests.
+    rate_limit_enabled: bool = True
+    rate_limit_register: LimitString | None = None
+    rate_limit_login: LimitString | None = None
+    rate_limit_create_task: LimitString | None = None
+    rate_limit_upload: LimitString | None = None
+    rate_limit_default: LimitString | None = None
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        if self.environment == "production":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+                raise ValueError(
+                    f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes "
+                    "when ENVIRONMENT=production"
+                )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """Return SECRET_KEY, or outside production a random key kept in a git-ignored file.
+
+    Keeping the generated key on disk means tokens survive a restart and every worker of one
+    checkout signs with the same key.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.secret_key_file
+    if path.exists():
+        return path.read_text().strip()
+    # Write a private temp file, then link it into place: concurrent workers starting together
+    # all end up reading the one key that won the link.
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    else:
+        logger.warning("SECRET_KEY not set: generated a random key and saved it to %s", path)
+    finally:
+        tmp.unlink()
+    return key
