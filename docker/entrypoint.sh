@@ -1,0 +1,35 @@
+#!/bin/sh
+# Container entrypoint.
+#   serve    (default) migrate unless RUN_MIGRATIONS=false, then run the API in the foreground
+#   migrate  alembic upgrade head, then exit (the blue-green deploy runs this before switching)
+#   other    exec'd as given, e.g. `docker run IMAGE alembic current`
+set -eu
+
+migrate() {
+  alembic upgrade head
+}
+
+case "${1:-serve}" in
+  serve)
+    if [ "${RUN_MIGRATIONS:-true}" != false ]; then
+      migrate
+    fi
+    # exec: uvicorn becomes PID 1 and receives SIGTERM from `docker stop`. It stops accepting,
+    # lets in-flight requests finish for up to GRACEFUL_TIMEOUT seconds (under Docker's 10 s
+    # stop timeout), then exits.
+    exec uvicorn main:app \
+      --host "${HOST:-0.0.0.0}" \
+      --port "${PORT:-8000}" \
+      --workers "${WEB_CONCURRENCY:-2}" \
+      --proxy-headers \
+      --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+      --timeout-graceful-shutdown "${GRACEFUL_TIMEOUT:-8}" \
+      --no-server-header
+    ;;
+  migrate)
+    migrate
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac
