@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -33,6 +34,8 @@ from redis.retry import Retry
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import _should_exempt
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import token_user_id
 from circuit_breaker import CircuitBreaker
@@ -137,7 +140,8 @@ class FailoverStorage(Storage):
         return int(self._call("get", key))
 
     def get_expiry(self, key: str) -> float:
-        return float(self._call("get_expiry", key))
+        # Whole seconds, so X-RateLimit-Reset is an integer epoch as clients expect.
+        return math.ceil(float(self._call("get_expiry", key)))
 
     def check(self) -> bool:
         return True
@@ -163,21 +167,40 @@ def _build_storage(settings: Settings) -> FailoverStorage:
 
 async def _rate_limit_exceeded(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RateLimitExceeded)
-    response = error_response(
+    return error_response(
         429, "Too Many Requests", f"Rate limit exceeded: {exc.detail}. Try again later."
     )
-    limiter._inject_headers(response, request.state.view_rate_limit)
-    return response
 
 
-async def enforce_default_limit(request: Request, response: Response) -> None:
+async def enforce_default_limit(request: Request) -> None:
     """Apply the default limit to every route that has no limit of its own and is not exempt."""
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     if not limiter.enabled or endpoint is None or _should_exempt(limiter, endpoint):
         return
     # The same check slowapi's middleware makes (private API of the pinned slowapi 0.1.10).
     limiter._check_request_limit(request, endpoint, True)
-    limiter._inject_headers(response, request.state.view_rate_limit)
+
+
+class RateLimitHeadersMiddleware:
+    """Adds X-RateLimit-* to every limited response, errors included (slowapi: successes only)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start" and limiter.enabled:
+                current = scope.get("state", {}).get("view_rate_limit")
+                headers = MutableHeaders(scope=message)
+                if current is not None and "x-ratelimit-limit" not in headers:
+                    limiter._inject_asgi_headers(headers, current)
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
 
 
 def configure_limiter(settings: Settings) -> None:
@@ -204,3 +227,4 @@ def install_rate_limiting(app: FastAPI, settings: Settings) -> None:
         ipaddress.ip_network(net, strict=False) for net in settings.trusted_proxies
     ]
     app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded)
+    app.add_middleware(RateLimitHeadersMiddleware)

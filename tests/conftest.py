@@ -90,11 +90,14 @@ async def app(base_settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    ip = next(_ip_counter)
-    transport = httpx.ASGITransport(
-        app=app, client=(f"10.{ip >> 16 & 255}.{ip >> 8 & 255}.{ip & 255}", 40000)
-    )
+def fresh_ip() -> str:
+    n = next(_ip_counter)
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def client_for(app: FastAPI, ip: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client for `app` that appears to come from its own IP address."""
+    transport = httpx.ASGITransport(app=app, client=(ip or fresh_ip(), 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
