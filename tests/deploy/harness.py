@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +283,8 @@ def app_env_file(directory: Path, *, version: str, database: Path) -> Path:
                 f"APP_VERSION={version}",
                 f"DATABASE_URL=sqlite:///{database}",
                 "ENVIRONMENT=test",
+                # Set, so the app never writes a generated key file into the release dir.
+                f"SECRET_KEY=deploy-test-{uuid.uuid4().hex}",
                 # The load generator would otherwise hit the API's default per-IP limit.
                 "RATE_LIMIT_ENABLED=false",
                 "LOG_LEVEL=WARNING",
