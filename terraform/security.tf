@@ -1,4 +1,4 @@
-# Only the app host reaches PostgreSQL and Redis; SSH only from var.ssh_allowed_cidr.
+# Only the app host reaches PostgreSQL and Redis; SSH only from var.ssh_allowed_cidrs.
 
 resource "aws_security_group" "app" {
   name        = "${local.name}-app"
@@ -29,9 +29,10 @@ resource "aws_vpc_security_group_ingress_rule" "app_http" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "app_ssh" {
+  for_each          = toset(var.ssh_allowed_cidrs)
   security_group_id = aws_security_group.app.id
   description       = "SSH for operators and the deploy workflow"
-  cidr_ipv4         = var.ssh_allowed_cidr
+  cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = 22
   to_port           = 22

@@ -27,13 +27,13 @@ variable "vpc_cidr" {
   default     = "10.20.0.0/16"
 }
 
-variable "ssh_allowed_cidr" {
-  description = "The only CIDR allowed to SSH to the app host, e.g. your office IP/32. GitHub-hosted runners deploy over SSH too: widen this only as far as you must."
-  type        = string
+variable "ssh_allowed_cidrs" {
+  description = "The only CIDRs allowed to SSH to the app host: your IP/32 and the deploy runner's (a self-hosted runner or a larger runner with static IPs). Never 0.0.0.0/0."
+  type        = list(string)
 
   validation {
-    condition     = can(cidrhost(var.ssh_allowed_cidr, 0)) && var.ssh_allowed_cidr != "0.0.0.0/0"
-    error_message = "ssh_allowed_cidr must be a valid CIDR and not 0.0.0.0/0."
+    condition     = length(var.ssh_allowed_cidrs) > 0 && alltrue([for cidr in var.ssh_allowed_cidrs : can(cidrhost(cidr, 0)) && !endswith(cidr, "/0")])
+    error_message = "ssh_allowed_cidrs must be valid CIDRs, none of them /0."
   }
 }
 
