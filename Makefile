@@ -9,7 +9,8 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 STAMP := $(VENV)/.installed
 
--include mk/infra.mk
+include mk/infra.mk
+-include mk/bench.mk
 
 .PHONY: install run migrate test lint format check clean
 
@@ -38,7 +39,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) ## Run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL select PostgreSQL / Redis)
+# infra-deps installs nginx if missing: the blue-green deploy tests drive a real one.
+test: $(STAMP) infra-deps ## Run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL: PostgreSQL / Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: lint test
