@@ -1,0 +1,86 @@
+"""Round trips per request: one to authenticate, one for a task with its tags, one per page."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from logging_config import JsonFormatter
+from tests.conftest import make_task, make_user
+
+_COUNTED = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@contextmanager
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    """Collect the SQL statements the app sends (transaction control is not a query)."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        statement = str(args[2]).lstrip().upper()
+        if statement.startswith(_COUNTED):
+            seen.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_get_task_with_tags_is_auth_plus_one_query(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user, tags=["a", "b", "c"])
+    with statements(app) as seen:
+        response = await client.get(f"/tasks/{task['id']}", headers=user.headers)
+    assert response.json()["tags"] == ["a", "b", "c"]
+    assert len(seen) == 2, seen  # the user, then the task joined with its tags
+
+
+async def test_list_page_is_auth_plus_one_query_whatever_its_size(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await make_user(client)
+    for i in range(12):
+        await make_task(client, user, title=f"t{i}", tags=[f"x{i}", "common"])
+    with statements(app) as seen:
+        response = await client.get(
+            "/tasks", params={"tag": "common", "search": "t", "limit": 10}, headers=user.headers
+        )
+    assert len(response.json()) == 10
+    assert response.headers["x-total-count"] == "12"
+    assert len(seen) == 2, seen  # the user, then rows + tags + total in one statement
+
+
+async def test_stats_miss_is_auth_plus_two_aggregate_queries(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await make_user(client)
+    for i in range(5):
+        await make_task(client, user, tags=[f"t{i}"])
+    with statements(app) as seen:
+        response = await client.get("/tasks/stats", headers=user.headers)
+    assert response.headers["x-cache"] == "MISS"
+    assert len(seen) == 3, seen
+    assert all("COUNT" in statement for statement in seen[1:])
+
+
+def test_json_log_format_is_one_object_per_line() -> None:
+    record = logging.LogRecord("access", logging.INFO, __file__, 1, "%s %s", ("GET", "/"), None)
+    record.status = 200
+    line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["message"] == "GET /"
+    assert entry["status"] == 200
+    assert entry["level"] == "INFO"
+    assert "\n" not in line
