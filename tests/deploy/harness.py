@@ -187,9 +187,12 @@ class LoadGenerator:
             return None, f"{path}: {type(exc).__name__}: {exc}"
         if not response.is_success:
             return None, f"{path}: HTTP {response.status_code}"
-        if path == "/version":
-            return str(response.json().get("version")), None
-        return None, None
+        if path != "/version":
+            return None, None
+        try:
+            return str(response.json()["version"]), None
+        except (ValueError, KeyError) as exc:
+            return None, f"{path}: unexpected body: {exc}"
 
     def _record(self, path: str, version: str | None, failure: str | None) -> None:
         with self._lock:
