@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
@@ -115,3 +116,22 @@ class TaskTag(Base):
     )
     tag: Mapped[str] = mapped_column(String(50), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TaskFile(Base):
+    """A file attached to a task. The bytes live in the storage backend under `storage_key`.
+
+    Rows go with their task (ON DELETE CASCADE); blobs are removed after the commit by a
+    background task, and `reconcile-storage` removes any that a crash left behind.
+    """
+
+    __tablename__ = "task_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(100), unique=True)
+    original_filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,14 +7,22 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import db_models
 from auth import token_user_id
-from exceptions import InvalidTokenError, TaskAccessDeniedError, TaskNotFoundError
+from exceptions import (
+    AttachmentAccessDeniedError,
+    AttachmentNotFoundError,
+    InvalidTokenError,
+    TaskAccessDeniedError,
+    TaskNotFoundError,
+)
 from models import MAX_ID
 from redis_config import Cache
 from settings import Settings
+from storage import Storage
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -42,11 +50,17 @@ def get_secret_key(request: Request) -> str:
     return secret
 
 
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SecretKey = Annotated[str, Depends(get_secret_key)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 # auto_error=False: a missing token is our 401 with the standard body, not FastAPI's.
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -77,3 +91,25 @@ async def get_owned_task(task_id: TaskID, session: SessionDep, user: CurrentUser
 
 
 OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]
+
+FileID = Annotated[int, Path(gt=0, le=MAX_ID)]
+
+
+async def get_owned_file(
+    file_id: FileID, session: SessionDep, user: CurrentUser
+) -> db_models.TaskFile:
+    stmt = (
+        select(db_models.TaskFile, db_models.Task.user_id)
+        .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
+        .where(db_models.TaskFile.id == file_id)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        raise AttachmentNotFoundError(file_id)
+    file, owner_id = row
+    if owner_id != user.id:
+        raise AttachmentAccessDeniedError(file_id)
+    return file
+
+
+OwnedFile = Annotated[db_models.TaskFile, Depends(get_owned_file)]

@@ -92,6 +92,66 @@ class DuplicateUserError(AppError):
         super().__init__(f"A user with that {field} already exists", field=field)
 
 
+class AttachmentNotFoundError(AppError):
+    status_code = 404
+    title = "File Not Found"
+
+    def __init__(self, file_id: int) -> None:
+        super().__init__(f"File with ID {file_id} not found", file_id=file_id)
+
+
+class AttachmentAccessDeniedError(AppError):
+    status_code = 403
+    title = "Forbidden"
+
+    def __init__(self, file_id: int) -> None:
+        super().__init__(f"You do not have access to file {file_id}", file_id=file_id)
+
+
+class InvalidUploadError(AppError):
+    """The multipart body has no usable `file` part (the original answered 422 here too)."""
+
+    status_code = 422
+    title = "Validation Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="file")
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    title = "Payload Too Large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The file is larger than the limit of {limit} bytes", limit=limit)
+
+
+class UnsupportedMediaTypeError(AppError):
+    status_code = 415
+    title = "Unsupported Media Type"
+
+
+class StorageError(AppError):
+    """The file store answered with an error."""
+
+    status_code = 502
+    title = "Bad Gateway"
+
+    def __init__(self, message: str = "The file store failed; try again later") -> None:
+        super().__init__(message)
+
+
+class StorageUnavailableError(StorageError):
+    """The file store could not be reached in time."""
+
+    status_code = 503
+    title = "Service Unavailable"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+    def __init__(self, message: str = "The file store is unavailable; try again shortly") -> None:
+        super().__init__(message)
+
+
 class ServiceUnavailableError(AppError):
     status_code = 503
     title = "Service Unavailable"

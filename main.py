@@ -12,8 +12,9 @@ from exceptions import register_exception_handlers
 from logging_config import RequestContextMiddleware, configure_logging
 from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
-from routers import auth, health, tasks
+from routers import auth, files, health, tasks
 from settings import Settings, get_settings, resolve_secret_key
+from storage import build_storage
 
 DESCRIPTION = """
 A task manager REST API. Register, then log in with **Authorize** (username and password) to try
@@ -32,9 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = build_engine(settings)
         app.state.sessionmaker = build_sessionmaker(app.state.engine)
         app.state.cache = build_cache(settings)
+        app.state.storage = build_storage(settings)
         try:
             yield
         finally:
+            await app.state.storage.close()
             await app.state.cache.close()
             await app.state.engine.dispose()
 
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
+    app.include_router(files.task_files_router)
+    app.include_router(files.files_router)
     return app
 
 

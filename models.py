@@ -162,6 +162,18 @@ class TaskRead(BaseModel):
     user_id: int
 
 
+class FileRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    task_id: int
+    original_filename: str
+    file_size: int
+    content_type: str
+    sha256: str
+    uploaded_at: datetime
+
+
 class BulkUpdate(InputModel):
     task_ids: Annotated[list[ID], Field(min_length=1, max_length=MAX_BULK_IDS)]
     updates: TaskUpdate
@@ -233,6 +245,7 @@ _ERROR_DESCRIPTIONS = {
     415: "Unsupported media type",
     422: "Validation error",
     429: "Rate limit exceeded",
+    502: "A backing service failed",
     503: "A backing service is unavailable",
 }
 

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 MIN_SECRET_KEY_BYTES = 32
 
 Environment = Literal["development", "test", "production"]
+# Extensions whose content the upload check can verify (see services/file_types.py).
+SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".pdf", ".txt", ".doc", ".docx")
 LimitString = Annotated[str, Field(pattern=r"^\d+\s*(/|per)\s*\d*\s*[a-z]+$")]
 
 
@@ -64,6 +66,34 @@ class Settings(BaseSettings):
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # File attachments: local disk by default, S3 (credentials from the standard AWS chain)
+    storage_backend: Literal["local", "s3"] = "local"
+    upload_dir: Path = Path("uploads")
+    s3_bucket_name: str | None = None
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None  # for S3-compatible stores (MinIO, Ceph, ...)
+    s3_connect_timeout: float = Field(default=3.0, gt=0)
+    s3_read_timeout: float = Field(default=20.0, gt=0)
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+    max_upload_size: int = Field(default=10 * 1024 * 1024, ge=1)
+    allowed_extensions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(SUPPORTED_EXTENSIONS)
+    )
+    # Blobs no row references are deleted by `reconcile-storage` only once this old, so an
+    # upload whose row is not committed yet is never taken for an orphan.
+    storage_orphan_grace_seconds: int = Field(default=3600, ge=0)
+
+    # Completion emails over SMTP; without SMTP_HOST they are logged instead of sent
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Task Manager <noreply@localhost>"
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    smtp_max_attempts: int = Field(default=3, ge=1, le=10)
+    smtp_retry_backoff: float = Field(default=2.0, ge=0)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -81,6 +111,34 @@ class Settings(BaseSettings):
         for network in value:
             ipaddress.ip_network(network, strict=False)
         return value
+
+    @field_validator("allowed_extensions", mode="before")
+    @classmethod
+    def _split_extensions(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            # ".PDF", "pdf" and " .pdf " all mean ".pdf"
+            stripped = [str(ext).strip().lower() for ext in value if str(ext).strip()]
+            return [ext if ext.startswith(".") else f".{ext}" for ext in stripped]
+        return value
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _verifiable_extensions(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SUPPORTED_EXTENSIONS))
+        if unknown:
+            raise ValueError(
+                f"cannot verify the content of {', '.join(unknown)}; "
+                f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.storage_backend == "s3" and not self.s3_bucket_name:
+            raise ValueError("S3_BUCKET_NAME must be set when STORAGE_BACKEND=s3")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 
 import db_models
-from dependencies import CacheDep, CurrentUser, OwnedTask, SessionDep, SettingsDep
+from dependencies import CacheDep, CurrentUser, OwnedTask, SessionDep, SettingsDep, StorageDep
 from models import (
     BulkUpdate,
     TagList,
@@ -83,11 +83,20 @@ async def get_stats(
 
 @router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
 async def bulk_update_tasks(
-    data: BulkUpdate, session: SessionDep, user: CurrentUser
+    data: BulkUpdate,
+    session: SessionDep,
+    user: CurrentUser,
+    background: BackgroundTasks,
+    settings: SettingsDep,
 ) -> list[db_models.Task]:
     """Apply the same update to several tasks: all of them or none."""
     return await task_service.bulk_update(
-        session, user=user, task_ids=data.task_ids, changes=data.updates.changes()
+        session,
+        user=user,
+        task_ids=data.task_ids,
+        changes=data.updates.changes(),
+        background=background,
+        settings=settings,
     )
 
 
@@ -99,16 +108,36 @@ async def get_task(task: OwnedTask) -> db_models.Task:
 
 @router.patch("/{task_id}", response_model=TaskRead, responses=_OWNED)
 async def update_task(
-    data: TaskUpdate, task: OwnedTask, session: SessionDep, user: CurrentUser
+    data: TaskUpdate,
+    task: OwnedTask,
+    session: SessionDep,
+    user: CurrentUser,
+    background: BackgroundTasks,
+    settings: SettingsDep,
 ) -> db_models.Task:
-    """Change some fields of a task; each is validated as on create."""
-    return await task_service.update_task(session, user=user, task=task, changes=data.changes())
+    """Change some fields of a task; each is validated as on create (completing one emails you)."""
+    return await task_service.update_task(
+        session,
+        user=user,
+        task=task,
+        changes=data.changes(),
+        background=background,
+        settings=settings,
+    )
 
 
 @router.delete("/{task_id}", status_code=204, responses=_OWNED)
-async def delete_task(task: OwnedTask, session: SessionDep, user: CurrentUser) -> None:
-    """Delete a task and its tags."""
-    await task_service.delete_task(session, user=user, task=task)
+async def delete_task(
+    task: OwnedTask,
+    session: SessionDep,
+    user: CurrentUser,
+    storage: StorageDep,
+    background: BackgroundTasks,
+) -> None:
+    """Delete a task with its tags and files."""
+    await task_service.delete_task(
+        session, user=user, task=task, storage=storage, background=background
+    )
 
 
 @router.post("/{task_id}/tags", response_model=TaskRead, responses=_OWNED)

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from fastapi import BackgroundTasks
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
@@ -13,6 +14,10 @@ from sqlalchemy.sql.elements import UnaryExpression
 from db_models import Task, TaskTag, User, utcnow
 from exceptions import BadRequestError, TagNotFoundError, TaskNotFoundError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, SortField, TaskCreate, TaskFilters
+from services import files as file_service
+from services.notifications import schedule_completion_email
+from settings import Settings
+from storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -145,26 +150,46 @@ async def create_task(session: AsyncSession, *, user: User, data: TaskCreate) ->
 
 
 async def update_task(
-    session: AsyncSession, *, user: User, task: Task, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    user: User,
+    task: Task,
+    changes: dict[str, Any],
+    background: BackgroundTasks,
+    settings: Settings,
 ) -> Task:
     if not changes:
         return task
+    was_completed = task.completed
     _apply(task, changes)
     await _record_write(session, user.id, task)
     await session.commit()
     logger.info("task updated task_id=%s fields=%s", task.id, ",".join(sorted(changes)))
+    if task.completed and not was_completed:
+        schedule_completion_email(background, settings, user=user, tasks=[task])
     return task
 
 
-async def delete_task(session: AsyncSession, *, user: User, task: Task) -> None:
+async def delete_task(
+    session: AsyncSession, *, user: User, task: Task, storage: Storage, background: BackgroundTasks
+) -> None:
+    """Delete the task; its file rows go with it (ON DELETE CASCADE), their blobs after."""
+    keys = await file_service.storage_keys_of_task(session, task_id=task.id)
     await session.delete(task)
     await _record_write(session, user.id)
     await session.commit()
-    logger.info("task deleted task_id=%s user_id=%s", task.id, user.id)
+    file_service.schedule_blob_cleanup(background, storage, keys)
+    logger.info("task deleted task_id=%s user_id=%s files=%s", task.id, user.id, len(keys))
 
 
 async def bulk_update(
-    session: AsyncSession, *, user: User, task_ids: list[int], changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    user: User,
+    task_ids: list[int],
+    changes: dict[str, Any],
+    background: BackgroundTasks,
+    settings: Settings,
 ) -> list[Task]:
     """Apply one change to many tasks: all of them, or (any id not the caller's) none."""
     if not changes:
@@ -183,11 +208,14 @@ async def bulk_update(
     if missing:
         # Another user's task is reported as missing: a bulk body must not probe for ids.
         raise TaskNotFoundError(missing[0])
+    newly_completed = [task for task in tasks if not task.completed]
     for task in tasks:
         _apply(task, changes)
     await _record_write(session, user.id, *tasks)
     await session.commit()
     logger.info("bulk update task_count=%s user_id=%s", len(tasks), user.id)
+    newly_completed = [task for task in newly_completed if task.completed]
+    schedule_completion_email(background, settings, user=user, tasks=newly_completed)
     return tasks
 
 

@@ -1,0 +1,206 @@
+"""Work done after the response: blob cleanup, storage reconciliation, completion emails.
+
+Every job takes plain values (keys, ids, strings; the storage client and frozen settings), opens
+its own session when it needs one, and can be run twice without harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import anyio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db_models import TaskFile, utcnow
+from settings import Settings
+from storage import Storage
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_BATCH = 500
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+# --- blobs --------------------------------------------------------------------------------------
+
+
+async def delete_blobs(storage: Storage, keys: Sequence[str]) -> None:
+    """Remove blobs whose rows are already gone; what fails is left to `reconcile-storage`."""
+    for key in keys:
+        try:
+            await storage.delete(key)
+        except Exception as exc:
+            logger.warning("blob cleanup failed key=%s error=%s", key, type(exc).__name__)
+    logger.info("blob cleanup done count=%s", len(keys))
+
+
+@dataclass
+class ReconcileReport:
+    scanned: int = 0
+    referenced: int = 0
+    too_recent: int = 0
+    orphaned: int = 0
+    deleted: int = 0
+    incomplete_purged: int = 0
+
+
+async def _referenced(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> set[str]:
+    async with sessions() as session:
+        stmt = select(TaskFile.storage_key).where(TaskFile.storage_key.in_(keys))
+        return set(await session.scalars(stmt))
+
+
+async def reconcile_storage(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    *,
+    grace: timedelta,
+    dry_run: bool = False,
+) -> ReconcileReport:
+    """Delete blobs that no row references and that are older than `grace`.
+
+    Rows are looked up after the blobs are listed, so a row committed meanwhile is seen; the
+    grace period covers uploads whose blob is stored but whose row is not committed yet.
+    """
+    report = ReconcileReport()
+    cutoff = utcnow() - grace
+    batch: list[str] = []
+    async for blob in storage.list_blobs():
+        report.scanned += 1
+        if blob.modified > cutoff:
+            report.too_recent += 1
+            continue
+        batch.append(blob.key)
+        if len(batch) >= RECONCILE_BATCH:
+            await _reconcile_batch(sessions, storage, batch, report, dry_run=dry_run)
+            batch = []
+    if batch:
+        await _reconcile_batch(sessions, storage, batch, report, dry_run=dry_run)
+    if not dry_run:
+        report.incomplete_purged = await storage.purge_incomplete(older_than=cutoff)
+    logger.info(
+        "storage reconciled scanned=%s orphaned=%s deleted=%s dry_run=%s",
+        report.scanned,
+        report.orphaned,
+        report.deleted,
+        dry_run,
+    )
+    return report
+
+
+async def _reconcile_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    keys: list[str],
+    report: ReconcileReport,
+    *,
+    dry_run: bool,
+) -> None:
+    referenced = await _referenced(sessions, keys)
+    report.referenced += len(referenced)
+    for key in keys:
+        if key in referenced:
+            continue
+        report.orphaned += 1
+        if not dry_run:
+            await storage.delete(key)
+            report.deleted += 1
+            logger.info("orphaned blob deleted key=%s", key)
+
+
+# --- email --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedTask:
+    id: int
+    title: str
+
+
+def _one_line(text: str) -> str:
+    # Titles are free text: a line break in a header would let a title add headers.
+    return _LINE_BREAKS.sub(" ", text).strip()
+
+
+def completion_message(
+    settings: Settings, *, to: str, name: str, tasks: Sequence[CompletedTask]
+) -> EmailMessage:
+    message = EmailMessage()
+    first = _one_line(tasks[0].title)
+    subject = f"Task completed: {first}"
+    if len(tasks) > 1:
+        subject = f"{len(tasks)} tasks completed"
+    message["Subject"] = subject[:200]
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Message-ID"] = make_msgid(domain="task-manager")
+    lines = "\n".join(f'  - "{_one_line(task.title)}" (task #{task.id})' for task in tasks)
+    message.set_content(
+        f"Hello {name},\n\nMarked complete:\n{lines}\n\nWell done!\n-- Task Manager\n"
+    )
+    return message
+
+
+def _deliver(settings: Settings, message: EmailMessage) -> None:
+    assert settings.smtp_host
+    with smtplib.SMTP(
+        settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout
+    ) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.smtp_username and settings.smtp_password:
+            smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+        smtp.send_message(message)
+
+
+def _is_permanent(exc: Exception) -> bool:
+    """A 5xx answer will not change on retry (a 4xx or a dropped connection may)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
+
+
+async def send_completion_email(
+    settings: Settings, *, to: str, name: str, tasks: Sequence[CompletedTask]
+) -> None:
+    """Tell a user their tasks were completed; retried with backoff, never raises."""
+    ids = ",".join(str(task.id) for task in tasks)
+    if not settings.smtp_host:
+        logger.info("completion email not sent (SMTP_HOST unset) task_ids=%s", ids)
+        return
+    for attempt in range(1, settings.smtp_max_attempts + 1):
+        try:
+            message = completion_message(settings, to=to, name=name, tasks=tasks)
+            await anyio.to_thread.run_sync(_deliver, settings, message)
+        except Exception as exc:
+            # The exception text may quote the address: log its type and code only.
+            code = getattr(exc, "smtp_code", "-")
+            last = attempt == settings.smtp_max_attempts
+            if last or not isinstance(exc, smtplib.SMTPException | OSError) or _is_permanent(exc):
+                logger.error(
+                    "completion email failed task_ids=%s attempts=%s error=%s code=%s",
+                    ids,
+                    attempt,
+                    type(exc).__name__,
+                    code,
+                )
+                return
+            logger.warning(
+                "completion email attempt failed, retrying task_ids=%s attempt=%s error=%s",
+                ids,
+                attempt,
+                type(exc).__name__,
+            )
+            await anyio.sleep(settings.smtp_retry_backoff * 2 ** (attempt - 1))
+        else:
+            logger.info("completion email sent task_ids=%s", ids)
+            return

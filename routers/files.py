@@ -1,0 +1,100 @@
+"""File attachment endpoints: upload and list under a task, download and delete by id."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
+from fastapi.responses import StreamingResponse
+
+import db_models
+from dependencies import OwnedFile, OwnedTask, SessionDep, SettingsDep, StorageDep
+from models import FileRead, error_responses
+from rate_limit_config import active_limit, limiter
+from services import files as file_service
+
+task_files_router = APIRouter(
+    prefix="/tasks/{task_id}/files", tags=["files"], responses=error_responses(401, 429)
+)
+files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429))
+
+_OWNED = error_responses(403, 404, 422)
+# The body is parsed by hand (see services/uploads.py); this documents it for /docs.
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file's exact bytes, as an attachment",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@task_files_router.post(
+    "",
+    status_code=201,
+    response_model=FileRead,
+    responses=error_responses(400, 403, 404, 413, 415, 422, 502, 503),
+    openapi_extra=_UPLOAD_BODY,
+)
+@limiter.limit(active_limit("upload"))
+async def upload_file(
+    request: Request,
+    response: Response,
+    task: OwnedTask,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    content_type: Annotated[str, Header(include_in_schema=False)] = "",
+    content_length: Annotated[int | None, Header(include_in_schema=False)] = None,
+) -> db_models.TaskFile:
+    """Attach a file to a task (multipart field `file`; size and type are checked as it streams)."""
+    return await file_service.upload_file(
+        session,
+        task=task,
+        storage=storage,
+        body=request.stream(),
+        content_type=content_type,
+        content_length=content_length,
+        max_size=settings.max_upload_size,
+        allowed_extensions=settings.allowed_extensions,
+    )
+
+
+@task_files_router.get("", response_model=list[FileRead], responses=_OWNED)
+async def list_files(task: OwnedTask, session: SessionDep) -> list[db_models.TaskFile]:
+    """List the files attached to a task."""
+    return await file_service.list_files(session, task=task)
+
+
+@files_router.get(
+    "/{file_id}",
+    response_class=StreamingResponse,
+    responses={**_DOWNLOAD, **_OWNED, **error_responses(502, 503)},
+)
+async def download_file(file: OwnedFile, session: SessionDep, storage: StorageDep) -> Response:
+    """Download a file: its exact bytes, as an attachment."""
+    chunks = await file_service.open_file(session, file=file, storage=storage)
+    return StreamingResponse(
+        chunks, media_type=file.content_type, headers=file_service.download_headers(file)
+    )
+
+
+@files_router.delete("/{file_id}", status_code=204, responses=_OWNED)
+async def delete_file(
+    file: OwnedFile, session: SessionDep, storage: StorageDep, background: BackgroundTasks
+) -> None:
+    """Delete a file (its stored bytes are removed right after the response)."""
+    await file_service.delete_file(session, file=file, storage=storage, background=background)
