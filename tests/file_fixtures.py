@@ -7,7 +7,6 @@ boto3 client talks HTTP exactly as it would to AWS.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,7 @@ from fastapi import FastAPI
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import client_for
-from tests.file_helpers import new_bucket
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.file_helpers import free_port, new_bucket
 
 
 @pytest.fixture(scope="session")

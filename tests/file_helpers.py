@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import socket
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -24,6 +26,14 @@ DOC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64
 TEXT = "Grocery list:\n- café\n- 寿司\n- 🍕\r\n".encode()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@functools.cache
 def s3_admin(endpoint: str) -> Any:
     return boto3.session.Session().client(
         "s3",

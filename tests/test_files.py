@@ -230,19 +230,18 @@ async def test_missing_file_or_task_returns_404(files_client: httpx.AsyncClient)
 
 
 @pytest.mark.parametrize("file_id", ["0", "-1", "abc", "2147483648"])
-async def test_file_id_out_of_range_returns_422(
-    files_client: httpx.AsyncClient, file_id: str
-) -> None:
-    user = await make_user(files_client)
-    assert_error(await files_client.get(f"/files/{file_id}", headers=user.headers), 422)
-    assert_error(await files_client.delete(f"/files/{file_id}", headers=user.headers), 422)
+async def test_file_id_out_of_range_returns_422(client: httpx.AsyncClient, file_id: str) -> None:
+    # Path validation happens before storage is touched: one backend is enough.
+    user = await make_user(client)
+    assert_error(await client.get(f"/files/{file_id}", headers=user.headers), 422)
+    assert_error(await client.delete(f"/files/{file_id}", headers=user.headers), 422)
 
 
-async def test_file_endpoints_without_token_return_401(files_client: httpx.AsyncClient) -> None:
-    assert_error(await files_client.get("/files/1"), 401)
-    assert_error(await files_client.delete("/files/1"), 401)
-    assert_error(await files_client.get("/tasks/1/files"), 401)
-    assert_error(await upload(files_client, 1, "a.txt", b"x", headers={}), 401)
+async def test_file_endpoints_without_token_return_401(client: httpx.AsyncClient) -> None:
+    assert_error(await client.get("/files/1"), 401)
+    assert_error(await client.delete("/files/1"), 401)
+    assert_error(await client.get("/tasks/1/files"), 401)
+    assert_error(await upload(client, 1, "a.txt", b"x", headers={}), 401)
 
 
 async def test_download_with_blob_missing_returns_404(
@@ -284,3 +283,39 @@ async def test_openapi_documents_the_upload_as_a_file_field(
     assert form["required"] == ["file"]
     assert {"413", "415", "403"} <= set(upload_op["responses"])
     assert "/files/{file_id}" in schema["paths"]
+
+
+class _DeletesTaskAfterSave:
+    """Storage that lets another request delete the task once the blob is stored."""
+
+    def __init__(self, inner: Any, delete_task: Any) -> None:
+        self._inner = inner
+        self._delete_task = delete_task
+
+    async def save(self, key: str, chunks: Any) -> None:
+        await self._inner.save(key, chunks)
+        assert await self._inner.exists(key)
+        await self._delete_task()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_upload_whose_task_is_deleted_meanwhile_returns_404_and_removes_the_blob(
+    files_client: httpx.AsyncClient, files_app: FastAPI
+) -> None:
+    user = await make_user(files_client)
+    task = await make_task(files_client, user)
+
+    async def delete_task() -> None:
+        response = await files_client.delete(f"/tasks/{task['id']}", headers=user.headers)
+        assert response.status_code == 204
+
+    real = storage_of(files_app)
+    files_app.state.storage = _DeletesTaskAfterSave(real, delete_task)
+    try:
+        response = await upload(files_client, task["id"], "late.txt", b"late", headers=user.headers)
+    finally:
+        files_app.state.storage = real
+    assert_error(response, 404, task_id=task["id"])
+    assert await blob_keys(files_app) == set()

@@ -1,0 +1,77 @@
+"""Maintenance commands, configured by the same environment as the API.
+
+    python manage.py reconcile-storage [--grace-seconds N] [--dry-run]
+
+`reconcile-storage` deletes stored blobs that no file row references and that are older than
+the grace period (STORAGE_ORPHAN_GRACE_SECONDS, default one hour), plus uploads a crash left
+half-written. It never deletes a referenced blob, and a second run finds nothing to do. Run it
+from cron or a scheduled job; it is safe while the API is serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from datetime import timedelta
+
+from background_tasks import ReconcileReport, reconcile_storage
+from db_config import build_engine, build_sessionmaker
+from logging_config import configure_logging
+from settings import Settings, get_settings
+from storage import build_storage
+
+
+async def reconcile(
+    settings: Settings, *, grace_seconds: int | None = None, dry_run: bool = False
+) -> ReconcileReport:
+    engine = build_engine(settings)
+    storage = build_storage(settings)
+    grace = settings.storage_orphan_grace_seconds if grace_seconds is None else grace_seconds
+    try:
+        return await reconcile_storage(
+            build_sessionmaker(engine),
+            storage,
+            grace=timedelta(seconds=grace),
+            dry_run=dry_run,
+        )
+    finally:
+        await storage.close()
+        await engine.dispose()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python manage.py", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser(
+        "reconcile-storage", help="delete stored blobs that no file row references"
+    )
+    command.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=None,
+        help="only delete blobs at least this old (default: STORAGE_ORPHAN_GRACE_SECONDS)",
+    )
+    command.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.grace_seconds is not None and args.grace_seconds < 0:
+        parser.error("--grace-seconds must be 0 or more")
+    settings = get_settings()
+    configure_logging(settings)
+    report = asyncio.run(
+        reconcile(settings, grace_seconds=args.grace_seconds, dry_run=args.dry_run)
+    )
+    # Logs go to stdout too; the summary is always the last line.
+    sys.stdout.write(json.dumps(asdict(report)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
