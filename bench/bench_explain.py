@@ -1,0 +1,85 @@
+"""EXPLAIN (ANALYZE, BUFFERS) of the SQL the app really sends for the filtered list and the stats.
+
+Runs the app's own service functions against the bench database, records every statement they
+execute, then explains each one with the same parameters. Because it goes through the services,
+the plans follow the app as it is optimised. Run from the repository root:
+
+    .venv/bin/python bench/bench_explain.py DATABASE_URL USER_ID [USER_ID ...]
+
+Prints a JSON object {user_id: {"list": [plan, ...], "stats": [plan, ...]}} on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event
+
+import db_models
+from db_config import build_engine, build_sessionmaker
+from models import TaskFilters
+from services import stats as stats_service
+from services import tasks as task_service
+from settings import Settings
+
+FILTERS = {
+    "completed": False,
+    "priority": "high",
+    "search": "report",
+    "sort_by": "due_date",
+    "sort_order": "desc",
+    "limit": 50,
+}
+
+
+async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
+    engine = build_engine(Settings(database_url=database_url))
+    captured: list[tuple[str, Any]] = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    sessionmaker = build_sessionmaker(engine)
+    plans: dict[str, list[str]] = {}
+    try:
+        async with sessionmaker() as session:
+            user = await session.get(db_models.User, user_id)
+            assert user is not None, f"no user {user_id}"
+            for name in ("list", "stats"):
+                captured.clear()
+                if name == "list":
+                    filters = TaskFilters.model_validate(FILTERS)
+                    await task_service.list_tasks(session, user=user, filters=filters)
+                else:
+                    await stats_service.compute_stats(session, user_id=user_id)
+                queries = list(captured)
+                plans[name] = []
+                connection = await session.connection()
+                for statement, parameters in queries:
+                    result = await connection.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+                    )
+                    plan = "\n".join(str(row[0]) for row in result)
+                    plans[name].append(f"-- {' '.join(statement.split())}\n{plan}")
+    finally:
+        await engine.dispose()
+    return plans
+
+
+async def main(database_url: str, user_ids: list[int]) -> None:
+    report = {str(uid): await explain_user(database_url, uid) for uid in user_ids}
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], [int(arg) for arg in sys.argv[2:]]))
