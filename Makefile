@@ -10,7 +10,7 @@ WEB_CONCURRENCY ?= 1
 STAMP := $(VENV)/.installed
 
 include mk/infra.mk
--include mk/bench.mk
+include mk/bench.mk
 
 .PHONY: install run migrate test lint format check clean
 
