@@ -18,6 +18,7 @@ from python_multipart.multipart import (
     MultipartParser,
     parse_options_header,
 )
+from starlette.requests import ClientDisconnect
 
 from exceptions import (
     BadRequestError,
@@ -89,16 +90,25 @@ class _Reader:
         self._field = self._value = b""
 
     async def events(self) -> AsyncGenerator[_Event]:
-        async for chunk in self._body:
-            self._received += len(chunk)
-            if self._received > self._max_body:
-                raise PayloadTooLargeError(self._max_body - MULTIPART_OVERHEAD)
-            try:
-                self._parser.write(chunk)
-            except MultipartParseError:
-                raise BadRequestError("The multipart body is malformed") from None
-            while self._events:
-                yield self._events.popleft()
+        try:
+            async for chunk in self._body:
+                for event in self._feed(chunk):
+                    yield event
+        except ClientDisconnect:
+            # Nobody is left to read the answer; a 400 keeps it out of the error log.
+            raise BadRequestError("The client went away before the upload was complete") from None
+
+    def _feed(self, chunk: bytes) -> list[_Event]:
+        self._received += len(chunk)
+        if self._received > self._max_body:
+            raise PayloadTooLargeError(self._max_body - MULTIPART_OVERHEAD)
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError:
+            raise BadRequestError("The multipart body is malformed") from None
+        events = list(self._events)
+        self._events.clear()
+        return events
 
 
 def _file_name(headers: dict[bytes, bytes]) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -341,4 +341,44 @@ async def test_upload_name_with_raw_line_break_cannot_inject_part_headers(
         headers={**user.headers, "Content-Type": MULTIPART},
     )
     assert_error(response, 400)
+    await _assert_nothing_stored(files_client, files_app, user, task_id)
+
+
+async def test_client_disconnecting_mid_upload_leaves_nothing(
+    files_client: httpx.AsyncClient, files_app: FastAPI
+) -> None:
+    user, task_id = await _owner_and_task(files_client)
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": part_head("a.txt") + b"x" * 1000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/tasks/{task_id}/files",
+        "raw_path": f"/tasks/{task_id}/files".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", user.headers["Authorization"].encode()),
+            (b"content-type", MULTIPART.encode()),
+        ],
+        "client": ("10.254.0.1", 40000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    await files_app(scope, receive, send)
+    assert sent[0]["status"] == 400
     await _assert_nothing_stored(files_client, files_app, user, task_id)
