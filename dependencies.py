@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -91,6 +91,51 @@ async def get_owned_task(task_id: TaskID, session: SessionDep, user: CurrentUser
 
 
 OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]
+
+
+# --- conditional requests (RFC 9110 §13) -------------------------------------------------------
+
+
+def etag_of(version: int) -> str:
+    """A task's entity tag: its version, which every write moves."""
+    return f'"{version}"'
+
+
+def _tag_versions(header: str, *, weak: bool) -> frozenset[int]:
+    versions = set()
+    for raw in header.split(","):
+        tag = raw.strip()
+        if tag.startswith("W/"):
+            if not weak:
+                continue  # If-Match compares strongly: a weak tag never matches
+            tag = tag[2:]
+        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
+            versions.add(int(tag[1:-1]))
+    return frozenset(versions)
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None, Header(description="Only act on these versions (ETags)")
+    ] = None,
+) -> frozenset[int] | None:
+    """The versions If-Match allows; None when there is no precondition (absent or `*`)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    return _tag_versions(if_match, weak=False)
+
+
+def not_modified(if_none_match: str | None, version: int) -> bool:
+    """Whether If-None-Match (weak comparison) already names this version."""
+    if if_none_match is None:
+        return False
+    return if_none_match.strip() == "*" or version in _tag_versions(if_none_match, weak=True)
+
+
+IfMatch = Annotated[frozenset[int] | None, Depends(get_if_match)]
+IfNoneMatch = Annotated[
+    str | None, Header(description="Answer 304 if the task still has this version (ETag)")
+]
 
 FileID = Annotated[int, Path(gt=0, le=MAX_ID)]
 

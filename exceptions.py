@@ -84,6 +84,22 @@ class TooManyTagsError(AppError):
         super().__init__(f"A task can have at most {limit} tags", task_id=task_id, limit=limit)
 
 
+class PreconditionFailedError(AppError):
+    status_code = 412
+    title = "Precondition Failed"
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(
+            f"Task {task_id} has changed since the version in If-Match; fetch it and retry",
+            task_id=task_id,
+        )
+
+
+class ConflictError(AppError):
+    status_code = 409
+    title = "Conflict"
+
+
 class DuplicateUserError(AppError):
     status_code = 409
     title = "Conflict"

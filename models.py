@@ -241,6 +241,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The resource belongs to another user",
     404: "Not found",
     409: "Conflict",
+    412: "If-Match names a version that is no longer current",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Validation error",

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     smtp_max_attempts: int = Field(default=3, ge=1, le=10)
     smtp_retry_backoff: float = Field(default=2.0, ge=0)
 
+    # Request hardening
+    max_request_body: int = Field(default=1024 * 1024, ge=1024)
+    idempotency_lease_seconds: float = Field(default=60.0, gt=0)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -186,6 +190,5 @@ def resolve_secret_key(settings: Settings) -> str:
         key = path.read_text().strip()
     else:
         logger.warning("SECRET_KEY not set: generated a random key and saved it to %s", path)
-    finally:
-        tmp.unlink()
+    tmp.unlink()
     return key

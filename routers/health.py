@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from dependencies import CacheDep, EngineDep, SettingsDep
+from metrics import metrics_response
 from models import Health, Message, Version
 from rate_limit_config import exempt
 from services import health as health_service
@@ -29,6 +30,13 @@ async def health(engine: EngineDep, cache: CacheDep, settings: SettingsDep) -> J
     return JSONResponse(
         report.model_dump(), status_code=status, headers={"Cache-Control": "no-store"}
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+@exempt
+async def metrics() -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return metrics_response()
 
 
 @router.get("/version", response_model=Version)

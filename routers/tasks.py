@@ -7,7 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 
 import db_models
-from dependencies import CacheDep, CurrentUser, OwnedTask, SessionDep, SettingsDep, StorageDep
+from dependencies import (
+    CacheDep,
+    CurrentUser,
+    IfMatch,
+    IfNoneMatch,
+    OwnedTask,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    etag_of,
+    not_modified,
+)
 from models import (
     BulkUpdate,
     TagList,
@@ -24,6 +35,7 @@ from services import tasks as task_service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 _OWNED = error_responses(403, 404, 422)
+_CONDITIONAL = error_responses(403, 404, 412, 422)
 
 
 def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) -> dict[str, str]:
@@ -62,7 +74,9 @@ async def create_task(
     request: Request, response: Response, data: TaskCreate, session: SessionDep, user: CurrentUser
 ) -> db_models.Task:
     """Create a task."""
-    return await task_service.create_task(session, user=user, data=data)
+    task = await task_service.create_task(session, user=user, data=data)
+    response.headers["ETag"] = etag_of(task.version)
+    return task
 
 
 @router.get("/stats", response_model=TaskStats)
@@ -100,13 +114,22 @@ async def bulk_update_tasks(
     )
 
 
-@router.get("/{task_id}", response_model=TaskRead, responses=_OWNED)
-async def get_task(task: OwnedTask) -> db_models.Task:
-    """Return one of the caller's tasks."""
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={**_OWNED, 304: {"description": "Not modified: If-None-Match names this version"}},
+)
+async def get_task(
+    task: OwnedTask, response: Response, if_none_match: IfNoneMatch = None
+) -> db_models.Task | Response:
+    """Return one of the caller's tasks (with an ETag; If-None-Match gives 304)."""
+    if not_modified(if_none_match, task.version):
+        return Response(status_code=304, headers={"ETag": etag_of(task.version)})
+    response.headers["ETag"] = etag_of(task.version)
     return task
 
 
-@router.patch("/{task_id}", response_model=TaskRead, responses=_OWNED)
+@router.patch("/{task_id}", response_model=TaskRead, responses=_CONDITIONAL)
 async def update_task(
     data: TaskUpdate,
     task: OwnedTask,
@@ -114,49 +137,73 @@ async def update_task(
     user: CurrentUser,
     background: BackgroundTasks,
     settings: SettingsDep,
+    if_match: IfMatch,
+    response: Response,
 ) -> db_models.Task:
-    """Change some fields of a task; each is validated as on create (completing one emails you)."""
-    return await task_service.update_task(
+    """Change some fields of a task, validated as on create; If-Match guards against lost
+    updates (412); completing a task emails its owner."""
+    task = await task_service.update_task(
         session,
         user=user,
         task=task,
         changes=data.changes(),
         background=background,
         settings=settings,
+        allowed_versions=if_match,
     )
+    response.headers["ETag"] = etag_of(task.version)
+    return task
 
 
-@router.delete("/{task_id}", status_code=204, responses=_OWNED)
+@router.delete("/{task_id}", status_code=204, responses=_CONDITIONAL)
 async def delete_task(
     task: OwnedTask,
     session: SessionDep,
     user: CurrentUser,
     storage: StorageDep,
     background: BackgroundTasks,
+    if_match: IfMatch,
 ) -> None:
-    """Delete a task with its tags and files."""
+    """Delete a task with its tags and files (If-Match: only if still at that version)."""
     await task_service.delete_task(
-        session, user=user, task=task, storage=storage, background=background
+        session,
+        user=user,
+        task=task,
+        storage=storage,
+        background=background,
+        allowed_versions=if_match,
     )
 
 
-@router.post("/{task_id}/tags", response_model=TaskRead, responses=_OWNED)
+@router.post("/{task_id}/tags", response_model=TaskRead, responses=_CONDITIONAL)
 async def add_tags(
     tags: Annotated[TagList, Body(min_length=1)],
     task: OwnedTask,
     session: SessionDep,
     user: CurrentUser,
+    if_match: IfMatch,
+    response: Response,
 ) -> db_models.Task:
     """Add tags (a JSON array of strings); tags already present are not doubled."""
-    return await task_service.add_tags(session, user=user, task=task, tags=tags)
+    task = await task_service.add_tags(
+        session, user=user, task=task, tags=tags, allowed_versions=if_match
+    )
+    response.headers["ETag"] = etag_of(task.version)
+    return task
 
 
-@router.delete("/{task_id}/tags/{tag}", response_model=TaskRead, responses=_OWNED)
+@router.delete("/{task_id}/tags/{tag}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
     tag: Annotated[str, Path(min_length=1, max_length=50)],
     task: OwnedTask,
     session: SessionDep,
     user: CurrentUser,
+    if_match: IfMatch,
+    response: Response,
 ) -> db_models.Task:
     """Remove one tag from a task."""
-    return await task_service.remove_tag(session, user=user, task=task, tag=tag)
+    task = await task_service.remove_tag(
+        session, user=user, task=task, tag=tag, allowed_versions=if_match
+    )
+    response.headers["ETag"] = etag_of(task.version)
+    return task

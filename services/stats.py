@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db_models import Task, TaskTag, User
+from metrics import CACHE_RESULTS
 from models import Priority, TaskStats
 from redis_config import Cache
 from services.tasks import overdue_condition, today
@@ -62,9 +63,12 @@ async def get_stats(
     cached = await cache.get(key)
     if cached is not None:
         try:
-            return TaskStats.model_validate_json(cached), True
+            stats = TaskStats.model_validate_json(cached)
+            CACHE_RESULTS.labels("hit").inc()
+            return stats, True
         except ValidationError:
             logger.warning("discarding unreadable cached stats user_id=%s", user.id)
+    CACHE_RESULTS.labels("miss").inc()
     stats = await compute_stats(session, user_id=user.id)
     await cache.set(key, stats.model_dump_json().encode(), ttl)
     return stats, False

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import BackgroundTasks
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.elements import UnaryExpression
 
 from db_models import Task, TaskTag, User, utcnow
-from exceptions import BadRequestError, TagNotFoundError, TaskNotFoundError, TooManyTagsError
+from exceptions import (
+    BadRequestError,
+    ConflictError,
+    PreconditionFailedError,
+    TagNotFoundError,
+    TaskNotFoundError,
+    TooManyTagsError,
+)
 from models import MAX_TAGS_PER_TASK, SortField, TaskCreate, TaskFilters
 from services import files as file_service
 from services.notifications import schedule_completion_email
@@ -21,6 +31,7 @@ from storage import Storage
 
 logger = logging.getLogger(__name__)
 
+_MAX_ATTEMPTS = 3
 PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=Task.priority)
 _SORT_COLUMNS: dict[SortField, Any] = {
     SortField.ID: Task.id,
@@ -120,14 +131,43 @@ def _set_tags(task: Task, tags: list[str]) -> None:
 
 
 async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> None:
-    """Bump versions; the user's data_version keys the stats cache (see services.stats)."""
+    """Touch the tasks (their version moves with the UPDATE) and the user's data_version,
+    which keys the stats cache (see services.stats)."""
     now = utcnow()
     for task in tasks:
         task.updated_at = now
-        task.version += 1
     await session.execute(
         update(User).where(User.id == user_id).values(data_version=User.data_version + 1)
     )
+
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+async def _commit(session: AsyncSession) -> None:
+    """Commit; a deadlock or serialization failure becomes a 409 the client can retry."""
+    try:
+        await session.commit()
+    except DBAPIError as exc:
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+        if sqlstate not in _RETRYABLE_SQLSTATES:
+            raise
+        await session.rollback()
+        raise ConflictError("A concurrent update got in the way; retry the request") from None
+
+
+def _check_version(task: Task, allowed_versions: frozenset[int] | None) -> None:
+    if allowed_versions is not None and task.version not in allowed_versions:
+        raise PreconditionFailedError(task.id)
+
+
+async def _reload(session: AsyncSession, task_id: int) -> Task:
+    await session.rollback()
+    task = await session.get(Task, task_id, populate_existing=True)
+    if task is None:
+        raise TaskNotFoundError(task_id)
+    return task
 
 
 def _apply(task: Task, changes: dict[str, Any]) -> None:
@@ -144,9 +184,41 @@ async def create_task(session: AsyncSession, *, user: User, data: TaskCreate) ->
     _set_tags(task, data.tags)
     session.add(task)
     await _record_write(session, user.id)
-    await session.commit()
+    await _commit(session)
     logger.info("task created task_id=%s user_id=%s", task.id, user.id)
     return task
+
+
+async def _write_task(
+    session: AsyncSession,
+    *,
+    user: User,
+    task: Task,
+    mutate: Callable[[Task], None],
+    allowed_versions: frozenset[int] | None,
+) -> Task:
+    """Apply `mutate` and commit. With `allowed_versions` (If-Match) a task changed meanwhile is
+    a 412; without, a concurrent write to the same task is absorbed by re-reading the task and
+    applying `mutate` again, so concurrent changes to different fields all persist."""
+    _check_version(task, allowed_versions)
+    task_id, user_id = task.id, user.id  # plain values: a rollback expires the ORM objects
+    for attempt in range(_MAX_ATTEMPTS):
+        mutate(task)
+        await _record_write(session, user_id, task)
+        try:
+            await _commit(session)
+        except StaleDataError:
+            if allowed_versions is not None:
+                await session.rollback()
+                raise PreconditionFailedError(task_id) from None
+            if attempt == _MAX_ATTEMPTS - 1:
+                await session.rollback()
+                raise ConflictError("The task keeps changing; retry the request") from None
+            task = await _reload(session, task_id)
+            await session.refresh(user)
+        else:
+            return task
+    raise AssertionError("unreachable")
 
 
 async def update_task(
@@ -157,13 +229,21 @@ async def update_task(
     changes: dict[str, Any],
     background: BackgroundTasks,
     settings: Settings,
+    allowed_versions: frozenset[int] | None = None,
 ) -> Task:
     if not changes:
+        _check_version(task, allowed_versions)
         return task
     was_completed = task.completed
-    _apply(task, changes)
-    await _record_write(session, user.id, task)
-    await session.commit()
+
+    def mutate(current: Task) -> None:
+        nonlocal was_completed
+        was_completed = current.completed
+        _apply(current, changes)
+
+    task = await _write_task(
+        session, user=user, task=task, mutate=mutate, allowed_versions=allowed_versions
+    )
     logger.info("task updated task_id=%s fields=%s", task.id, ",".join(sorted(changes)))
     if task.completed and not was_completed:
         schedule_completion_email(background, settings, user=user, tasks=[task])
@@ -171,15 +251,34 @@ async def update_task(
 
 
 async def delete_task(
-    session: AsyncSession, *, user: User, task: Task, storage: Storage, background: BackgroundTasks
+    session: AsyncSession,
+    *,
+    user: User,
+    task: Task,
+    storage: Storage,
+    background: BackgroundTasks,
+    allowed_versions: frozenset[int] | None = None,
 ) -> None:
     """Delete the task; its file rows go with it (ON DELETE CASCADE), their blobs after."""
-    keys = await file_service.storage_keys_of_task(session, task_id=task.id)
+    _check_version(task, allowed_versions)
+    task_id, user_id = task.id, user.id  # plain values: a rollback expires the ORM objects
+    keys = await file_service.storage_keys_of_task(session, task_id=task_id)
     await session.delete(task)
     await _record_write(session, user.id)
-    await session.commit()
+    try:
+        await _commit(session)
+    except StaleDataError:
+        # Changed (or deleted) since it was read: with If-Match that is the 412 it asked for;
+        # without, the client wanted it gone whatever its state, so delete what is there now.
+        if allowed_versions is not None:
+            await session.rollback()
+            raise PreconditionFailedError(task_id) from None
+        current = await _reload(session, task_id)
+        await session.delete(current)
+        await _record_write(session, user_id)
+        await _commit(session)
     file_service.schedule_blob_cleanup(background, storage, keys)
-    logger.info("task deleted task_id=%s user_id=%s files=%s", task.id, user.id, len(keys))
+    logger.info("task deleted task_id=%s user_id=%s files=%s", task_id, user_id, len(keys))
 
 
 async def bulk_update(
@@ -212,29 +311,50 @@ async def bulk_update(
     for task in tasks:
         _apply(task, changes)
     await _record_write(session, user.id, *tasks)
-    await session.commit()
+    await _commit(session)
     logger.info("bulk update task_count=%s user_id=%s", len(tasks), user.id)
     newly_completed = [task for task in newly_completed if task.completed]
     schedule_completion_email(background, settings, user=user, tasks=newly_completed)
     return tasks
 
 
-async def add_tags(session: AsyncSession, *, user: User, task: Task, tags: list[str]) -> Task:
-    new_tags = [tag for tag in tags if tag not in task.tags]
-    if not new_tags:
+async def add_tags(
+    session: AsyncSession,
+    *,
+    user: User,
+    task: Task,
+    tags: list[str],
+    allowed_versions: frozenset[int] | None = None,
+) -> Task:
+    if all(tag in task.tags for tag in tags):
+        _check_version(task, allowed_versions)
         return task
-    _set_tags(task, task.tags + new_tags)
-    await _record_write(session, user.id, task)
-    await session.commit()
-    logger.info("tags added task_id=%s count=%s", task.id, len(new_tags))
+
+    def mutate(current: Task) -> None:
+        _set_tags(current, current.tags + [tag for tag in tags if tag not in current.tags])
+
+    task = await _write_task(
+        session, user=user, task=task, mutate=mutate, allowed_versions=allowed_versions
+    )
+    logger.info("tags added task_id=%s", task.id)
     return task
 
 
-async def remove_tag(session: AsyncSession, *, user: User, task: Task, tag: str) -> Task:
-    if tag not in task.tags:
-        raise TagNotFoundError(task.id, tag)
-    _set_tags(task, [kept for kept in task.tags if kept != tag])
-    await _record_write(session, user.id, task)
-    await session.commit()
+async def remove_tag(
+    session: AsyncSession,
+    *,
+    user: User,
+    task: Task,
+    tag: str,
+    allowed_versions: frozenset[int] | None = None,
+) -> Task:
+    def mutate(current: Task) -> None:
+        if tag not in current.tags:
+            raise TagNotFoundError(current.id, tag)
+        _set_tags(current, [kept for kept in current.tags if kept != tag])
+
+    task = await _write_task(
+        session, user=user, task=task, mutate=mutate, allowed_versions=allowed_versions
+    )
     logger.info("tag removed task_id=%s", task.id)
     return task

@@ -19,7 +19,7 @@ from alembic import command
 from db_config import normalize_database_url
 from tests.conftest import ROOT, migrate
 
-APP_TABLES = {"users", "tasks", "task_tags"}
+APP_TABLES = {"users", "tasks", "task_tags", "task_files", "idempotency_keys"}
 
 
 def _tables(url: str) -> set[str]:

@@ -1,0 +1,116 @@
+"""Prometheus metrics: requests per route template, latency, in-flight, DB pool, cache results.
+
+`GET /metrics` serves them in the text exposition format; it is never rate limited. Metrics are
+per process: with several workers, scrape each one (or run one worker per container, as the
+Docker image does by default).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+from fastapi import Request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from request start to response end",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+IN_FLIGHT = Gauge(
+    "http_requests_in_flight", "Requests being handled right now", ["method", "route"]
+)
+CACHE_RESULTS = Counter("cache_requests_total", "Stats cache lookups", ["result"])
+
+UNMATCHED = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/tasks/{task_id}`), never the raw path: bounded labels."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_count(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_count)
+        finally:
+            labels = (scope["method"], route_template(scope), str(status))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - started)
+
+
+async def track_in_flight(request: Request) -> AsyncIterator[None]:
+    """A global dependency: it runs once routing has picked the route, so the label is known."""
+    gauge = IN_FLIGHT.labels(request.method, route_template(request.scope))
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+class PoolCollector(Collector):
+    """Reads the SQLAlchemy pools of the running app(s) at scrape time."""
+
+    def __init__(self) -> None:
+        self.engines: list[AsyncEngine] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, help_text, reader in (
+            ("db_pool_size", "Configured pool size", "size"),
+            ("db_pool_checked_out", "Connections in use", "checkedout"),
+            ("db_pool_checked_in", "Idle connections in the pool", "checkedin"),
+            ("db_pool_overflow", "Connections beyond the pool size", "overflow"),
+        ):
+            readings = [getattr(engine.sync_engine.pool, reader, None) for engine in self.engines]
+            values = [float(read()) for read in readings if callable(read)]
+            yield GaugeMetricFamily(name, help_text, value=sum(values))
+
+
+_POOLS = PoolCollector()
+REGISTRY.register(_POOLS)
+
+
+def register_pool(engine: AsyncEngine) -> None:
+    _POOLS.engines.append(engine)
+
+
+def unregister_pool(engine: AsyncEngine) -> None:
+    _POOLS.engines.remove(engine)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

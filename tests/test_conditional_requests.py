@@ -1,0 +1,127 @@
+"""ETag, If-None-Match and If-Match on tasks: no lost updates, cheap revalidation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.conftest import assert_error, make_task, make_user
+
+
+async def test_get_returns_etag_and_if_none_match_gives_304(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user)
+    first = await client.get(f"/tasks/{task['id']}", headers=user.headers)
+    etag = first.headers["etag"]
+    cached = await client.get(
+        f"/tasks/{task['id']}", headers={**user.headers, "If-None-Match": etag}
+    )
+    assert cached.status_code == 304
+    assert cached.content == b""
+    assert cached.headers["etag"] == etag
+    weak = await client.get(
+        f"/tasks/{task['id']}", headers={**user.headers, "If-None-Match": f"W/{etag}"}
+    )
+    assert weak.status_code == 304
+    stale = await client.get(
+        f"/tasks/{task['id']}", headers={**user.headers, "If-None-Match": '"999"'}
+    )
+    assert stale.status_code == 200
+    assert stale.json() == first.json()
+
+
+async def test_every_write_changes_the_etag(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    created = await client.post("/tasks", json={"title": "t"}, headers=user.headers)
+    path = f"/tasks/{created.json()['id']}"
+    seen = {created.headers["etag"]}
+    for write in (
+        client.patch(path, json={"title": "u"}, headers=user.headers),
+        client.post(f"{path}/tags", json=["a"], headers=user.headers),
+        client.delete(f"{path}/tags/a", headers=user.headers),
+    ):
+        response = await write
+        assert response.status_code == 200
+        assert response.headers["etag"] not in seen
+        seen.add(response.headers["etag"])
+
+
+async def test_patch_with_stale_if_match_is_412_and_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    created = await client.post("/tasks", json={"title": "v1"}, headers=user.headers)
+    path, old_etag = f"/tasks/{created.json()['id']}", created.headers["etag"]
+    await client.patch(path, json={"title": "v2"}, headers=user.headers)
+    for stale in (old_etag, f"W/{old_etag}", "garbage", '"123456"'):
+        response = await client.patch(
+            path, json={"title": "lost update"}, headers={**user.headers, "If-Match": stale}
+        )
+        assert_error(response, 412, task_id=created.json()["id"])
+    assert (await client.get(path, headers=user.headers)).json()["title"] == "v2"
+
+
+async def test_patch_with_current_or_any_if_match_succeeds(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    created = await client.post("/tasks", json={"title": "v1"}, headers=user.headers)
+    path = f"/tasks/{created.json()['id']}"
+    current = created.headers["etag"]
+    first = await client.patch(
+        path, json={"title": "v2"}, headers={**user.headers, "If-Match": f'"0", {current}'}
+    )
+    assert first.status_code == 200
+    second = await client.patch(
+        path, json={"title": "v3"}, headers={**user.headers, "If-Match": "*"}
+    )
+    assert second.status_code == 200
+    assert second.json()["title"] == "v3"
+
+
+async def test_delete_and_tags_honour_if_match(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    created = await client.post("/tasks", json={"title": "t"}, headers=user.headers)
+    path, old_etag = f"/tasks/{created.json()['id']}", created.headers["etag"]
+    fresh = await client.patch(path, json={"title": "u"}, headers=user.headers)
+    stale = {**user.headers, "If-Match": old_etag}
+    assert_error(await client.post(f"{path}/tags", json=["x"], headers=stale), 412)
+    assert_error(await client.delete(path, headers=stale), 412)
+    assert (await client.get(path, headers=user.headers)).status_code == 200
+    current = {**user.headers, "If-Match": fresh.headers["etag"]}
+    assert (await client.delete(path, headers=current)).status_code == 204
+    assert (await client.get(path, headers=user.headers)).status_code == 404
+
+
+async def test_concurrent_patches_with_same_if_match_one_wins(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    for round_ in range(5):
+        created = await client.post("/tasks", json={"title": "t"}, headers=user.headers)
+        path = f"/tasks/{created.json()['id']}"
+        guarded = {**user.headers, "If-Match": created.headers["etag"]}
+        responses = await asyncio.gather(
+            client.patch(path, json={"title": f"a{round_}"}, headers=guarded),
+            client.patch(path, json={"title": f"b{round_}"}, headers=guarded),
+        )
+        assert sorted(r.status_code for r in responses) == [200, 412]
+        winner = next(r for r in responses if r.status_code == 200)
+        final = await client.get(path, headers=user.headers)
+        assert final.json()["title"] == winner.json()["title"]
+
+
+async def test_concurrent_patches_of_different_fields_both_persist(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    for _ in range(5):
+        task = await make_task(client, user)
+        path = f"/tasks/{task['id']}"
+        responses = await asyncio.gather(
+            client.patch(path, json={"title": "new title"}, headers=user.headers),
+            client.patch(path, json={"priority": "high"}, headers=user.headers),
+            client.patch(path, json={"description": "new description"}, headers=user.headers),
+        )
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        final = (await client.get(path, headers=user.headers)).json()
+        assert final["title"] == "new title"
+        assert final["priority"] == "high"
+        assert final["description"] == "new description"
