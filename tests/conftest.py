@@ -68,6 +68,7 @@ def base_settings(
         environment="test",
         secret_key=SecretStr("test-secret-key-that-is-long-enough-for-hs256"),
         secret_key_file=tmp_path_factory.mktemp("secret") / "key",
+        upload_dir=tmp_path_factory.mktemp("uploads"),
         database_url=database_url,
         redis_url=redis_url,
         # Per-run prefix: reruns and parallel runs never see each other's counters or cache.
