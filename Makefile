@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 include mk/infra.mk
 include mk/bench.mk
 
-.PHONY: install run migrate test lint format check clean
+.PHONY: install run migrate test lint format check clean fuzz security
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -44,6 +44,20 @@ test: $(STAMP) infra-deps ## Run the whole suite (TEST_DATABASE_URL / TEST_REDIS
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: lint test
+
+# Security tooling lives in its own venv so its dependencies never move the app's pins.
+FUZZ_VENV := .venv-fuzz
+$(FUZZ_VENV)/.installed: requirements-security.txt
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-security.txt
+	@touch $@
+
+fuzz: $(STAMP) $(FUZZ_VENV)/.installed ## schemathesis --checks all against the app's own OpenAPI schema, two peer users
+	$(BIN)/python scripts/fuzz/fuzz_api.py $(FUZZ_ARGS)
+
+security: $(FUZZ_VENV)/.installed ## bandit over the app code: no finding of medium severity or higher
+	$(FUZZ_VENV)/bin/bandit --quiet --recursive --severity-level medium \
+		--exclude ./.venv,./.venv-fuzz,./.venv-infra,./.venv-bench,./node_modules,./tests,./bench .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ Every error body has the shape `{"error": "<title>", "message": "<sentence>", ..
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -18,6 +19,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
+
+_HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 
 class AppError(Exception):
@@ -214,14 +217,34 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the API documents for `path`; a literal path beats a templated one
+    (`/tasks/stats` is not `/tasks/{task_id}`)."""
+    matches: list[tuple[int, list[str]]] = []
+    for template, operations in app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods = [m.upper() for m in operations if m.upper() in _HTTP_METHODS]
+            matches.append((template.count("{"), methods))
+    if not matches:
+        return []
+    fewest = min(params for params, _ in matches)
+    return sorted({m for params, methods in matches if params == fewest for m in methods})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else status.description
     if message == status.phrase:
         message = f"{status.description}."
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, status.phrase, message, headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names only the first route it matched; list them all (RFC 9110 §15.5.6).
+        allowed = _allowed_methods(request.app, request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return error_response(exc.status_code, status.phrase, message, headers=headers or None)
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:

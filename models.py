@@ -10,19 +10,19 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StringConstraints,
-    model_validator,
+    WithJsonSchema,
 )
 
 MAX_ID = 2**31 - 1
 MAX_BCRYPT_BYTES = 72
 MAX_TAGS_PER_TASK = 50
 MAX_BULK_IDS = 1000
-
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Priority(StrEnum):
@@ -40,12 +40,6 @@ class SortField(StrEnum):
     DUE_DATE = "due_date"
 
 
-def _no_control_chars(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 def _fits_bcrypt(value: str) -> str:
     # bcrypt ignores everything past 72 bytes; refusing is honest, truncating is not.
     if len(value.encode()) > MAX_BCRYPT_BYTES:
@@ -57,13 +51,34 @@ def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: object) -> object:
+    # Lax parsing would read 0 or "0" as 1970-01-01; a date is YYYY-MM-DD and nothing else.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be a date in YYYY-MM-DD form")
+    if not isinstance(value, str | date) or isinstance(value, datetime):
+        raise ValueError("must be a date in YYYY-MM-DD form")
+    return value
+
+
+# The schema's pattern says what the stripped value needs (a visible character), so the documented
+# constraints and the accepted values are the same set.
+Title = Annotated[str, StringConstraints(max_length=200, pattern=r"\S"), AfterValidator(_strip)]
 Description = Annotated[str, StringConstraints(max_length=1000)]
 Tag = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
-    AfterValidator(_no_control_chars),
+    StringConstraints(
+        max_length=50, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    ),
+    AfterValidator(_strip),
 ]
+ISODate = Annotated[date, BeforeValidator(_iso_date_only)]
 TagList = Annotated[list[Tag], Field(max_length=MAX_TAGS_PER_TASK), AfterValidator(_unique)]
 ID = Annotated[int, Field(gt=0, le=MAX_ID)]
 Username = Annotated[
@@ -71,13 +86,20 @@ Username = Annotated[
     StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.@+-]+$"),
 ]
 Password = Annotated[
-    str, StringConstraints(min_length=8, max_length=100), AfterValidator(_fits_bcrypt)
+    str,
+    StringConstraints(min_length=8, max_length=100),
+    AfterValidator(_fits_bcrypt),
+    Field(
+        json_schema_extra={"format": "password"},
+        description="8-100 characters and at most 72 bytes in UTF-8 (bcrypt's limit)",
+    ),
 ]
 
 
 class InputModel(BaseModel):
-    # A client can never set server-owned fields such as user_id or id.
-    model_config = ConfigDict(extra="forbid")
+    # A client can never set server-owned fields such as user_id or id. Patterns run on Python's
+    # `re`, whose idea of whitespace is str.strip()'s (Rust's regex differs on a few characters).
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
 
 # --- users and tokens ---------------------------------------------------------------------------
@@ -115,33 +137,26 @@ class Token(BaseModel):
 class TaskCreate(InputModel):
     title: Title
     description: Description | None = None
-    completed: bool = False
+    completed: StrictBool = False
     priority: Priority = Priority.MEDIUM
-    due_date: date | None = None
+    due_date: ISODate | None = None
     tags: TagList = Field(default_factory=list)
 
 
-_NOT_NULLABLE = ("title", "completed", "priority", "tags")
-
-
 class TaskUpdate(InputModel):
-    """Partial update: only the fields sent are changed, each validated as on create."""
+    """Partial update: only the fields sent are changed, each validated as on create.
 
-    title: Title | None = None
+    The `None` defaults only mean "not sent" (defaults are not validated); a client's explicit
+    null is validated against the field's type, so it is refused for title, completed, priority
+    and tags, and allowed for description and due_date. The schema says the same.
+    """
+
+    title: Title = None  # type: ignore[assignment]  # "not sent"; see the docstring
     description: Description | None = None
-    completed: bool | None = None
-    priority: Priority | None = None
-    due_date: date | None = None
-    tags: TagList | None = None
-
-    @model_validator(mode="after")
-    def _required_fields_are_not_null(self) -> TaskUpdate:
-        nulls = [
-            f for f in _NOT_NULLABLE if f in self.model_fields_set and getattr(self, f) is None
-        ]
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} may not be null")
-        return self
+    completed: StrictBool = None  # type: ignore[assignment]
+    priority: Priority = None  # type: ignore[assignment]
+    due_date: ISODate | None = None
+    tags: TagList = None  # type: ignore[assignment]
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
@@ -176,7 +191,13 @@ class FileRead(BaseModel):
 
 class BulkUpdate(InputModel):
     task_ids: Annotated[list[ID], Field(min_length=1, max_length=MAX_BULK_IDS)]
-    updates: TaskUpdate
+    updates: Annotated[
+        TaskUpdate,
+        Field(description="At least one field (an empty object is a 400)"),
+        WithJsonSchema(
+            {"allOf": [{"$ref": "#/components/schemas/TaskUpdate"}], "minProperties": 1}
+        ),
+    ]
 
 
 class TaskFilters(BaseModel):
@@ -187,8 +208,8 @@ class TaskFilters(BaseModel):
     tag: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
     overdue: bool | None = None
     search: Annotated[str, StringConstraints(max_length=200)] | None = None
-    created_after: date | None = Field(default=None, description="Inclusive day (UTC)")
-    created_before: date | None = Field(default=None, description="Inclusive day (UTC)")
+    created_after: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
+    created_before: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
     sort_by: SortField = SortField.ID
     sort_order: Literal["asc", "desc"] = "asc"
     skip: int = Field(default=0, ge=0, le=MAX_ID)

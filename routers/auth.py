@@ -23,7 +23,7 @@ _login_limit = limiter.shared_limit(active_limit("login"), scope="login")
     "/register",
     status_code=201,
     response_model=UserRead,
-    responses=error_responses(409, 422, 429),
+    responses=error_responses(400, 409, 422, 429),
 )
 @limiter.limit(active_limit("register"))
 async def register(
@@ -39,7 +39,7 @@ async def register(
     )
 
 
-@router.post("/login", response_model=Token, responses=error_responses(401, 422, 429))
+@router.post("/login", response_model=Token, responses=error_responses(400, 401, 422, 429))
 @_login_limit
 async def login(
     request: Request,
@@ -59,7 +59,7 @@ async def login(
     )
 
 
-@router.post("/token", response_model=Token, responses=error_responses(401, 422, 429))
+@router.post("/token", response_model=Token, responses=error_responses(400, 401, 422, 429))
 @_login_limit
 async def token(
     request: Request,

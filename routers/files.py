@@ -12,6 +12,7 @@ from dependencies import OwnedFile, OwnedTask, SessionDep, SettingsDep, StorageD
 from models import FileRead, error_responses
 from rate_limit_config import active_limit, limiter
 from services import files as file_service
+from services.file_types import FILE_TYPES
 
 task_files_router = APIRouter(
     prefix="/tasks/{task_id}/files", tags=["files"], responses=error_responses(401, 429)
@@ -19,6 +20,7 @@ task_files_router = APIRouter(
 files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429))
 
 _OWNED = error_responses(403, 404, 422)
+_ACCEPTED_TYPES = sorted({t.content_type.split(";")[0] for t in FILE_TYPES.values()})
 # The body is parsed by hand (see services/uploads.py); this documents it for /docs.
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -29,15 +31,20 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {"file": {"type": "string", "format": "binary"}},
-                }
+                },
+                # What the content check accepts (the extension must agree with it).
+                "encoding": {"file": {"contentType": ", ".join(_ACCEPTED_TYPES)}},
             }
         },
     }
 }
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 _DOWNLOAD: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The file's exact bytes, as an attachment",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The file's exact bytes, as an attachment, with the type it was stored as",
+        "content": {
+            file_type.content_type.split(";")[0]: _BINARY for file_type in FILE_TYPES.values()
+        },
     }
 }
 
