@@ -111,13 +111,18 @@ class TcpProxy(_Server):
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
-        while not self._stop.is_set():
-            try:
+        try:
+            while not self._stop.is_set():
                 readable, _, _ = select.select(list(peers), [], [], 0.1)
                 for source in readable:
                     data = source.recv(65536)
                     if not data:
                         return
                     peers[source].sendall(data)
-            except (OSError, ValueError):
-                return
+        except (OSError, ValueError):
+            return
+        finally:
+            # One side hung up: hang up the other too, as a real connection would.
+            for sock in (a, b):
+                with contextlib.suppress(OSError):
+                    sock.close()

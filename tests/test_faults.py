@@ -1,0 +1,148 @@
+"""Faults survived: PostgreSQL cut mid-run, and SIGTERM while requests are in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from db_config import normalize_database_url
+from tests.conftest import ROOT, assert_error, client_for, make_task, make_user, migrate
+from tests.file_helpers import PNG, free_port
+from tests.network import TcpProxy
+
+_POSTGRES = (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres")
+
+
+@pytest.mark.skipif(not _POSTGRES, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+async def test_database_cut_mid_run_gives_503_then_recovers_with_nothing_half_written(
+    app_factory: Callable[..., Any], database_url: str
+) -> None:
+    target = normalize_database_url(database_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxy.start()
+    via_proxy = target.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        app_cm = app_factory(database_url=via_proxy, db_connect_timeout=1)
+        async with app_cm as app, client_for(app) as client:
+            user = await make_user(client)
+            tasks = [await make_task(client, user, title=f"t{i}") for i in range(3)]
+            bulk = {"task_ids": [t["id"] for t in tasks], "updates": {"title": "changed"}}
+
+            proxy.stop()  # the database goes away mid-run
+            for response in (
+                await client.get("/tasks", headers=user.headers),
+                await client.patch("/tasks/bulk", json=bulk, headers=user.headers),
+            ):
+                body = assert_error(response, 503)
+                assert "Traceback" not in response.text
+                assert body["error"] == "Service Unavailable"
+            assert (await client.get("/health")).status_code == 503
+
+            proxy.start()  # and comes back: the pool recovers by itself
+            statuses = [
+                (await client.get("/tasks", headers=user.headers)).status_code for _ in range(4)
+            ]
+            assert statuses[-2:] == [200, 200], statuses
+            assert set(statuses) <= {200, 503}, statuses
+            listed = await client.get("/tasks", headers=user.headers)
+            assert [t["title"] for t in listed.json()] == ["t0", "t1", "t2"]
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real uvicorn process on its own SQLite database."""
+    database_url = f"sqlite:///{tmp_path / 'sigterm.db'}"
+    migrate(database_url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "sigterm-test-secret-key-of-enough-length",
+        "BCRYPT_ROUNDS": "4",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "REDIS_URL": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
+    process = subprocess.Popen([*command, "--timeout-graceful-shutdown", "20"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    try:
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_sigterm_lets_an_in_flight_upload_finish(
+    server: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, base = server
+    with httpx.Client(base_url=base, timeout=30) as client:
+        name = f"sig{os.getpid()}"
+        client.post(
+            "/auth/register",
+            json={"username": name, "email": f"{name}@example.com", "password": "long-password"},
+        ).raise_for_status()
+        token = client.post(
+            "/auth/login", json={"username": name, "password": "long-password"}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        task = client.post("/tasks", json={"title": "t"}, headers=headers).json()
+
+        first_chunk_sent, release = threading.Event(), threading.Event()
+        boundary = "sigterm-boundary"
+
+        def body() -> Iterator[bytes]:
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+            ).encode() + PNG[:16]
+            first_chunk_sent.set()
+            release.wait(timeout=10)  # the server gets SIGTERM while this request is open
+            yield PNG[16:] + f"\r\n--{boundary}--\r\n".encode()
+
+        result: dict[str, httpx.Response] = {}
+
+        def upload() -> None:
+            result["response"] = client.post(
+                f"/tasks/{task['id']}/files",
+                content=body(),
+                headers={
+                    **headers,
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                },
+            )
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        assert first_chunk_sent.wait(timeout=10)
+        time.sleep(0.3)  # let the server start reading the body before the signal
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        release.set()
+        uploader.join(timeout=20)
+
+    assert result["response"].status_code == 201, result["response"].text
+    assert result["response"].json()["file_size"] == len(PNG)
+    # Then it shuts down cleanly (uvicorn re-raises the signal once it has finished).
+    assert process.wait(timeout=20) in (0, -signal.SIGTERM)
