@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from settings import Settings
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+# A connection that sat idle this long is pinged before use (PostgreSQL may have restarted or a
+# proxy dropped it); a busy pool never pays that round trip. A connection that breaks anyway is
+# reported by asyncpg as a disconnect, and SQLAlchemy then discards every pooled connection
+# older than the failure, so at most the request that met it fails.
+IDLE_PING_SECONDS = 5.0
+# Execution option of the read-only engine (see read_only): no BEGIN IMMEDIATE on SQLite.
+_READ_ONLY = "task_manager_read_only"
+_CHECKED_IN_AT = "checked_in_at"
 
 
 def normalize_database_url(raw: str) -> URL:
@@ -47,8 +57,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
+def _sqlite_begin(connection: Connection) -> None:
+    # Reads run in autocommit: in WAL mode each SELECT sees one consistent snapshot, and it
+    # need not queue behind writers for the write lock.
+    if connection.get_execution_options().get(_READ_ONLY):
+        return
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _note_checkin(_: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_if_idle(
+    dbapi_connection: Any, record: ConnectionPoolEntry, _: PoolProxiedConnection
+) -> None:
+    checked_in_at = record.info.get(_CHECKED_IN_AT)
+    if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_PING_SECONDS:
+        return  # fresh from connect(), or in steady use
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:  # the pool replaces it with a new connection
+        raise DisconnectionError("idle connection failed its ping") from exc
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -58,19 +88,32 @@ def build_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.db_echo,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        # Up to DB_POOL_SIZE + DB_MAX_OVERFLOW connections, all kept once opened: a QueuePool
+        # closes each overflow connection at check-in, so a load just above DB_POOL_SIZE kept
+        # connecting and disconnecting (and /health queued behind the new connections).
+        pool_size=settings.db_pool_size + settings.db_max_overflow,
+        max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "server_settings": {"application_name": "task-manager-api"},
         },
     )
+    event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool for reads that need no transaction: autocommit, so neither BEGIN nor
+    ROLLBACK costs a round trip (PostgreSQL), nor BEGIN IMMEDIATE a write lock (SQLite)."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{_READ_ONLY: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT", **{_READ_ONLY: True})
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

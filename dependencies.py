@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import db_models
 from auth import token_user_id
+from db_config import read_only
 from exceptions import (
     AttachmentAccessDeniedError,
     AttachmentNotFoundError,
@@ -21,6 +22,7 @@ from exceptions import (
 )
 from models import MAX_ID
 from redis_config import Cache
+from services import task_reads
 from settings import Settings
 from storage import Storage
 
@@ -30,27 +32,37 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_app_settings(request: Request) -> Settings:
+# The plain getters are `async def`: a sync dependency would cost a thread-pool hop per request.
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     cache: Cache = request.app.state.cache
     return cache
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def get_secret_key(request: Request) -> str:
+async def get_read_engine(request: Request) -> AsyncEngine:
+    """The engine in autocommit, for reads that need no transaction (built once per app)."""
+    state = request.app.state
+    engine: AsyncEngine | None = getattr(state, "read_engine", None)
+    if engine is None or engine.sync_engine.pool is not state.engine.sync_engine.pool:
+        engine = state.read_engine = read_only(state.engine)
+    return engine
+
+
+async def get_secret_key(request: Request) -> str:
     secret: str = request.app.state.secret_key
     return secret
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
@@ -59,6 +71,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+ReadEngineDep = Annotated[AsyncEngine, Depends(get_read_engine)]
 SecretKey = Annotated[str, Depends(get_secret_key)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
@@ -66,12 +79,22 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-async def get_current_user(
-    session: SessionDep, secret: SecretKey, token: Annotated[str | None, Depends(_bearer)]
-) -> db_models.User:
+async def get_current_user_id(
+    secret: SecretKey, token: Annotated[str | None, Depends(_bearer)]
+) -> int:
+    """The id a valid token names. Whether that user still exists is checked by the query that
+    loads the caller's data (one round trip, not two): see CurrentUser and services.task_reads."""
     if not token:
         raise InvalidTokenError("Not authenticated")
-    user = await session.get(db_models.User, token_user_id(token, secret=secret))
+    return token_user_id(token, secret=secret)
+
+
+CurrentUserID = Annotated[int, Depends(get_current_user_id)]
+
+
+async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
+    # No SQL when get_owned_task already loaded the user into this session's identity map.
+    user = await session.get(db_models.User, user_id)
     if user is None:
         raise InvalidTokenError()
     return user
@@ -81,16 +104,37 @@ CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
 TaskID = Annotated[int, Path(gt=0, le=MAX_ID)]
 
 
-async def get_owned_task(task_id: TaskID, session: SessionDep, user: CurrentUser) -> db_models.Task:
-    task = await session.get(db_models.Task, task_id)
+async def get_owned_task(
+    task_id: TaskID, session: SessionDep, user_id: CurrentUserID
+) -> db_models.Task:
+    """The caller's task, for writing: the user and the task (with its tags) in one statement."""
+    stmt = (
+        select(db_models.User, db_models.Task)
+        .outerjoin(db_models.Task, db_models.Task.id == task_id)
+        .where(db_models.User.id == user_id)
+    )
+    row = (await session.execute(stmt)).unique().one_or_none()
+    if row is None:
+        raise InvalidTokenError()
+    task = row[1]
     if task is None:
         raise TaskNotFoundError(task_id)
-    if task.user_id != user.id:
+    if task.user_id != user_id:
         raise TaskAccessDeniedError(task_id)
     return task
 
 
 OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]
+
+
+async def get_owned_task_row(
+    task_id: TaskID, engine: ReadEngineDep, user_id: CurrentUserID
+) -> RowMapping:
+    """The caller's task, for reading: a Core row (columns, `version`, `tags`), one statement."""
+    return await task_reads.get_owned_task(engine, user_id=user_id, task_id=task_id)
+
+
+OwnedTaskRow = Annotated[RowMapping, Depends(get_owned_task_row)]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------
@@ -114,7 +158,7 @@ def _tag_versions(header: str, *, weak: bool) -> frozenset[int]:
     return frozenset(versions)
 
 
-def get_if_match(
+async def get_if_match(
     if_match: Annotated[
         str | None, Header(description="Only act on these versions (ETags)")
     ] = None,

@@ -21,11 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import event
 
-import db_models
-from db_config import build_engine, build_sessionmaker
+from db_config import build_engine, read_only
 from models import TaskFilters
 from services import stats as stats_service
-from services import tasks as task_service
+from services import task_reads
 from settings import Settings
 
 FILTERS = {
@@ -49,22 +48,20 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
             captured.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
-    sessionmaker = build_sessionmaker(engine)
+    reads = read_only(engine)
     plans: dict[str, list[str]] = {}
     try:
-        async with sessionmaker() as session:
-            user = await session.get(db_models.User, user_id)
-            assert user is not None, f"no user {user_id}"
-            for name in ("list", "stats"):
-                captured.clear()
-                if name == "list":
-                    filters = TaskFilters.model_validate(FILTERS)
-                    await task_service.list_tasks(session, user=user, filters=filters)
-                else:
-                    await stats_service.compute_stats(session, user_id=user_id)
-                queries = list(captured)
-                plans[name] = []
-                connection = await session.connection()
+        for name in ("list", "stats"):
+            captured.clear()
+            if name == "list":
+                filters = TaskFilters.model_validate(FILTERS)
+                await task_reads.list_tasks(reads, user_id=user_id, filters=filters)
+            else:
+                async with reads.connect() as connection:
+                    await stats_service.compute_stats(connection, user_id=user_id)
+            queries = list(captured)
+            plans[name] = []
+            async with reads.connect() as connection:
                 for statement, parameters in queries:
                     result = await connection.exec_driver_sql(
                         "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 
@@ -10,9 +11,12 @@ import db_models
 from dependencies import (
     CacheDep,
     CurrentUser,
+    CurrentUserID,
     IfMatch,
     IfNoneMatch,
     OwnedTask,
+    OwnedTaskRow,
+    ReadEngineDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -31,11 +35,16 @@ from models import (
 )
 from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
+from services import task_reads
 from services import tasks as task_service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 _OWNED = error_responses(403, 404, 422)
 _CONDITIONAL = error_responses(403, 404, 412, 422)
+
+
+_JSON = "application/json"
+_PAGING = frozenset(("skip", "limit"))
 
 
 def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) -> dict[str, str]:
@@ -45,9 +54,13 @@ def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) 
         links["next"] = skip + limit
     if skip > 0:
         links["prev"] = max(skip - limit, 0)
+    # What URL.include_query_params(skip=..., limit=...) gives, with the query parsed once:
+    # the other parameters in their order, then skip and limit.
+    url = request.url
+    kept = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in _PAGING]
+    base = str(url).partition("?")[0] + "?" + (urlencode(kept) + "&" if kept else "")
     link = ", ".join(
-        f'<{request.url.include_query_params(skip=offset, limit=limit)}>; rel="{rel}"'
-        for rel, offset in links.items()
+        f'<{base}skip={offset}&limit={limit}>; rel="{rel}"' for rel, offset in links.items()
     )
     return {"X-Total-Count": str(total), "Link": link}
 
@@ -55,44 +68,40 @@ def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) 
 @router.get("", response_model=list[TaskRead], responses=error_responses(422))
 async def list_tasks(
     request: Request,
-    response: Response,
     filters: Annotated[TaskFilters, Query()],
-    session: SessionDep,
-    user: CurrentUser,
-) -> list[db_models.Task]:
+    engine: ReadEngineDep,
+    user_id: CurrentUserID,
+) -> Response:
     """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
-    tasks, total = await task_service.list_tasks(session, user=user, filters=filters)
-    response.headers.update(
-        _pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
-    )
-    return tasks
+    body, total = await task_reads.list_tasks(engine, user_id=user_id, filters=filters)
+    headers = _pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
+    return Response(body, media_type=_JSON, headers=headers)
 
 
 @router.post("", status_code=201, response_model=TaskRead, responses=error_responses(422))
 @limiter.limit(active_limit("create_task"))
 async def create_task(
-    request: Request, response: Response, data: TaskCreate, session: SessionDep, user: CurrentUser
+    request: Request,
+    response: Response,
+    data: TaskCreate,
+    session: SessionDep,
+    user_id: CurrentUserID,
 ) -> db_models.Task:
     """Create a task."""
-    task = await task_service.create_task(session, user=user, data=data)
+    task = await task_service.create_task(session, user_id=user_id, data=data)
     response.headers["ETag"] = etag_of(task.version)
     return task
 
 
 @router.get("/stats", response_model=TaskStats)
 async def get_stats(
-    response: Response,
-    session: SessionDep,
-    cache: CacheDep,
-    user: CurrentUser,
-    settings: SettingsDep,
-) -> TaskStats:
+    engine: ReadEngineDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
+) -> Response:
     """Statistics over the caller's tasks (cached; `X-Cache` says HIT or MISS)."""
-    stats, hit = await stats_service.get_stats(
-        session, cache, user=user, ttl=settings.stats_cache_ttl
+    body, hit = await stats_service.get_stats(
+        engine, cache, user_id=user_id, ttl=settings.stats_cache_ttl
     )
-    response.headers["X-Cache"] = "HIT" if hit else "MISS"
-    return stats
+    return Response(body, media_type=_JSON, headers={"X-Cache": "HIT" if hit else "MISS"})
 
 
 @router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
@@ -119,14 +128,12 @@ async def bulk_update_tasks(
     response_model=TaskRead,
     responses={**_OWNED, 304: {"description": "Not modified: If-None-Match names this version"}},
 )
-async def get_task(
-    task: OwnedTask, response: Response, if_none_match: IfNoneMatch = None
-) -> db_models.Task | Response:
+async def get_task(task: OwnedTaskRow, if_none_match: IfNoneMatch = None) -> Response:
     """Return one of the caller's tasks (with an ETag; If-None-Match gives 304)."""
-    if not_modified(if_none_match, task.version):
-        return Response(status_code=304, headers={"ETag": etag_of(task.version)})
-    response.headers["ETag"] = etag_of(task.version)
-    return task
+    etag = etag_of(task["version"])
+    if not_modified(if_none_match, task["version"]):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(task_reads.task_json(task), media_type=_JSON, headers={"ETag": etag})
 
 
 @router.patch("/{task_id}", response_model=TaskRead, responses=_CONDITIONAL)

@@ -3,6 +3,10 @@
 The cache key carries the user's `data_version`, which every write bumps in its own transaction,
 plus today's date (overdue counts change at midnight). A write therefore invalidates the cached
 value on every instance at once, even while Redis is unreachable and cannot be told.
+
+Reads run on an autocommit connection (`db_config.read_only`): the data_version is read first,
+so counts that a concurrent write already changed can only land under a key nobody asks for
+again, never under the write's new key.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db_models import Task, TaskTag, User
+from exceptions import InvalidTokenError
 from metrics import CACHE_RESULTS
 from models import Priority, TaskStats
 from redis_config import Cache
@@ -21,11 +26,15 @@ from services.tasks import overdue_condition, today
 
 logger = logging.getLogger(__name__)
 
+_HITS = CACHE_RESULTS.labels("hit")
+_MISSES = CACHE_RESULTS.labels("miss")
+_DATA_VERSION = select(User.data_version).where(User.id == bindparam("user_id", type_=Integer))
 
-async def compute_stats(session: AsyncSession, *, user_id: int) -> TaskStats:
+
+async def compute_stats(connection: AsyncConnection, *, user_id: int) -> TaskStats:
     on = today()
     totals = (
-        await session.execute(
+        await connection.execute(
             select(
                 func.count(),
                 func.count().filter(Task.completed.is_(True)),
@@ -37,7 +46,7 @@ async def compute_stats(session: AsyncSession, *, user_id: int) -> TaskStats:
         )
     ).one()
     total, completed, low, medium, high, overdue = (int(value) for value in totals)
-    tag_counts = await session.execute(
+    tag_counts = await connection.execute(
         select(TaskTag.tag, func.count())
         .join(Task, Task.id == TaskTag.task_id)
         .where(Task.user_id == user_id)
@@ -56,19 +65,30 @@ async def compute_stats(session: AsyncSession, *, user_id: int) -> TaskStats:
 
 
 async def get_stats(
-    session: AsyncSession, cache: Cache, *, user: User, ttl: int
-) -> tuple[TaskStats, bool]:
-    """The caller's statistics and whether they came from the cache."""
-    key = f"stats:{user.id}:{user.data_version}:{today().isoformat()}"
+    engine: AsyncEngine, cache: Cache, *, user_id: int, ttl: int
+) -> tuple[bytes, bool]:
+    """The caller's statistics as the JSON of a TaskStats, and whether they came from the
+    cache. A caller who no longer exists is a 401."""
+    async with engine.connect() as connection:
+        data_version = (
+            await connection.execute(_DATA_VERSION, {"user_id": user_id})
+        ).scalar_one_or_none()
+    if data_version is None:
+        raise InvalidTokenError()
+    key = f"stats:{user_id}:{data_version}:{today().isoformat()}"
     cached = await cache.get(key)
     if cached is not None:
         try:
-            stats = TaskStats.model_validate_json(cached)
-            CACHE_RESULTS.labels("hit").inc()
-            return stats, True
+            # Checked, not re-serialised: the cached bytes are what model_dump_json wrote.
+            TaskStats.model_validate_json(cached)
         except ValidationError:
-            logger.warning("discarding unreadable cached stats user_id=%s", user.id)
-    CACHE_RESULTS.labels("miss").inc()
-    stats = await compute_stats(session, user_id=user.id)
-    await cache.set(key, stats.model_dump_json().encode(), ttl)
-    return stats, False
+            logger.warning("discarding unreadable cached stats user_id=%s", user_id)
+        else:
+            _HITS.inc()
+            return cached, True
+    _MISSES.inc()
+    async with engine.connect() as connection:
+        stats = await compute_stats(connection, user_id=user_id)
+    body = stats.model_dump_json().encode()
+    await cache.set(key, body, ttl)
+    return body, False

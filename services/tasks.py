@@ -8,22 +8,22 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import BackgroundTasks
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql.elements import UnaryExpression
 
 from db_models import Task, TaskTag, User, utcnow
 from exceptions import (
     BadRequestError,
     ConflictError,
+    InvalidTokenError,
     PreconditionFailedError,
     TagNotFoundError,
     TaskNotFoundError,
     TooManyTagsError,
 )
-from models import MAX_TAGS_PER_TASK, SortField, TaskCreate, TaskFilters
+from models import MAX_TAGS_PER_TASK, TaskCreate, TaskFilters
 from services import files as file_service
 from services.notifications import schedule_completion_email
 from settings import Settings
@@ -32,15 +32,6 @@ from storage import Storage
 logger = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 3
-PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=Task.priority)
-_SORT_COLUMNS: dict[SortField, Any] = {
-    SortField.ID: Task.id,
-    SortField.TITLE: Task.title,
-    SortField.PRIORITY: PRIORITY_RANK,
-    SortField.COMPLETED: Task.completed,
-    SortField.CREATED_AT: Task.created_at,
-    SortField.DUE_DATE: Task.due_date,
-}
 
 
 def today() -> date:
@@ -64,7 +55,7 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _filter_conditions(user_id: int, filters: TaskFilters) -> list[ColumnElement[bool]]:
+def filter_conditions(user_id: int, filters: TaskFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [Task.user_id == user_id]
     if filters.completed is not None:
         conditions.append(Task.completed.is_(filters.completed))
@@ -90,33 +81,6 @@ def _filter_conditions(user_id: int, filters: TaskFilters) -> list[ColumnElement
     return conditions
 
 
-def _ordering(filters: TaskFilters) -> list[UnaryExpression[Any]]:
-    column = _SORT_COLUMNS[filters.sort_by]
-    if filters.sort_order == "desc":
-        return [column.desc().nulls_last(), Task.id.desc()]
-    return [column.asc().nulls_last(), Task.id.asc()]
-
-
-async def list_tasks(
-    session: AsyncSession, *, user: User, filters: TaskFilters
-) -> tuple[list[Task], int]:
-    """One page of the caller's tasks and the number of matches before paging."""
-    conditions = _filter_conditions(user.id, filters)
-    # The window count rides along with the page: one round trip for rows, tags and total.
-    stmt = (
-        select(Task, func.count().over().label("total"))
-        .where(*conditions)
-        .order_by(*_ordering(filters))
-        .offset(filters.skip)
-        .limit(filters.limit)
-    )
-    rows = (await session.execute(stmt)).unique().all()
-    if rows:
-        return [row[0] for row in rows], int(rows[0][1])
-    total = await session.scalar(select(func.count()).select_from(Task).where(*conditions))
-    return [], int(total or 0)
-
-
 def _set_tags(task: Task, tags: list[str]) -> None:
     """Make the task's tags exactly `tags`, in order, touching only the rows that change."""
     if len(tags) > MAX_TAGS_PER_TASK:
@@ -130,15 +94,16 @@ def _set_tags(task: Task, tags: list[str]) -> None:
     task.tag_rows = rows
 
 
-async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> None:
+async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> bool:
     """Touch the tasks (their version moves with the UPDATE) and the user's data_version,
-    which keys the stats cache (see services.stats)."""
+    which keys the stats cache (see services.stats). False if the user no longer exists."""
     now = utcnow()
     for task in tasks:
         task.updated_at = now
-    await session.execute(
+    result = await session.execute(
         update(User).where(User.id == user_id).values(data_version=User.data_version + 1)
     )
+    return bool(getattr(result, "rowcount", 1))
 
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -178,14 +143,18 @@ def _apply(task: Task, changes: dict[str, Any]) -> None:
             setattr(task, field, value)
 
 
-async def create_task(session: AsyncSession, *, user: User, data: TaskCreate) -> Task:
-    task = Task(user_id=user.id, **data.model_dump(exclude={"tags"}))
+async def create_task(session: AsyncSession, *, user_id: int, data: TaskCreate) -> Task:
+    """Insert the task. The caller's existence is proven by the data_version UPDATE, which
+    also locks the user row against a concurrent delete: no separate SELECT."""
+    if not await _record_write(session, user_id):
+        await session.rollback()
+        raise InvalidTokenError()
+    task = Task(user_id=user_id, **data.model_dump(exclude={"tags"}))
     task.tag_rows = []
     _set_tags(task, data.tags)
     session.add(task)
-    await _record_write(session, user.id)
     await _commit(session)
-    logger.info("task created task_id=%s user_id=%s", task.id, user.id)
+    logger.info("task created task_id=%s user_id=%s", task.id, user_id)
     return task
 
 
