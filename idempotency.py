@@ -101,18 +101,17 @@ class IdempotencyMiddleware:
         scope: Scope, receive: Receive, body: tempfile.SpooledTemporaryFile[bytes]
     ) -> str:
         """Read the whole request body (bounded memory) and fingerprint method, path and body."""
-        digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
-            chunk = message.get("body", b"")
-            digest.update(chunk)
-            body.write(chunk)
+            body.write(message.get("body", b""))
             if not message.get("more_body", False):
                 break
         body.seek(0)
-        return digest.hexdigest()
+        digest = _fingerprint(scope, body)
+        body.seek(0)
+        return digest
 
     async def _handle(
         self,
@@ -163,6 +162,34 @@ class IdempotencyMiddleware:
         scope: Scope, receive: Receive, send: Send, status: int, title: str, message: str
     ) -> None:
         await error_response(status, title, message)(scope, receive, send)
+
+
+def _multipart_boundary(scope: Scope) -> bytes | None:
+    content_type = _header(scope, b"content-type") or ""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/") or match is None:
+        return None
+    return match.group(1).encode("latin-1")
+
+
+def _fingerprint(scope: Scope, body: tempfile.SpooledTemporaryFile[bytes]) -> str:
+    """SHA-256 of method, path and body. A multipart boundary is the client's random choice,
+    so a retry may pick another: it is hashed as a fixed token."""
+    digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
+    boundary = _multipart_boundary(scope)
+    if boundary is None:
+        while chunk := body.read(_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+    # Keep the last len(boundary) - 1 bytes back, so a boundary split between reads is replaced.
+    keep, carry = len(boundary) - 1, b""
+    while chunk := body.read(_CHUNK):
+        data = (carry + chunk).replace(boundary, b"\x00boundary\x00")
+        cut = max(len(data) - keep, 0)
+        digest.update(data[:cut])
+        carry = data[cut:]
+    digest.update(carry)
+    return digest.hexdigest()
 
 
 async def _noop_receive() -> Message:

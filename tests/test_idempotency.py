@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 
 import httpx
 import pytest
 
+from idempotency import _fingerprint
 from tests.conftest import assert_error, make_task, make_user
+from tests.file_helpers import PNG
 
 
 async def _count_tasks(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
@@ -109,3 +112,35 @@ async def test_malformed_key_is_422(client: httpx.AsyncClient, key: str) -> None
 async def test_key_without_token_is_still_401(client: httpx.AsyncClient) -> None:
     response = await client.post("/tasks", json={"title": "t"}, headers={"Idempotency-Key": "k"})
     assert_error(response, 401)
+
+
+async def test_upload_retry_with_same_key_stores_one_file(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user)
+    headers = {**user.headers, "Idempotency-Key": "upload-1"}
+    files = {"file": ("pic.png", PNG, "image/png")}
+    first = await client.post(f"/tasks/{task['id']}/files", files=files, headers=headers)
+    retry = await client.post(f"/tasks/{task['id']}/files", files=files, headers=headers)
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    listing = await client.get(f"/tasks/{task['id']}/files", headers=user.headers)
+    assert [f["id"] for f in listing.json()] == [first.json()["id"]]
+
+
+@pytest.mark.parametrize("offset", [0, 5, 65536 - 20, 65536 - 3])
+def test_fingerprint_ignores_the_multipart_boundary_wherever_reads_split_it(offset: int) -> None:
+    def fingerprint(boundary: str, content: bytes = b"b") -> str:
+        payload = b"a" * offset + f"\r\n--{boundary}\r\n".encode() + content * 70_000
+        scope = {
+            "method": "POST",
+            "path": "/tasks/1/files",
+            "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())],
+        }
+        with tempfile.SpooledTemporaryFile() as body:
+            body.write(payload)
+            body.seek(0)
+            return _fingerprint(scope, body)
+
+    assert fingerprint("first-boundary-xyz") == fingerprint("other-boundary-123")
+    assert fingerprint("first-boundary-xyz") != fingerprint("first-boundary-xyz", b"c")
