@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -78,8 +78,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = incoming.decode("latin-1")
+        if not _VALID_REQUEST_ID.match(request_id):
+            request_id = os.urandom(16).hex()  # 32 hex digits, as uuid4().hex, at a third the cost
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -103,18 +105,19 @@ class RequestContextMiddleware:
                 raise
             await internal_error_response()(scope, receive, send_with_headers)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            access_logger.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                duration_ms,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": duration_ms,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):  # skip building the record when off
+                duration_ms = round((time.perf_counter() - started) * 1000, 1)
+                access_logger.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    duration_ms,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": duration_ms,
+                    },
+                )
             request_id_var.reset(token)

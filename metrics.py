@@ -8,7 +8,7 @@ Docker image does by default).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from fastapi import Request
 from prometheus_client import (
@@ -38,6 +38,18 @@ IN_FLIGHT = Gauge(
 CACHE_RESULTS = Counter("cache_requests_total", "Stats cache lookups", ["result"])
 
 UNMATCHED = "unmatched"
+# The scope key under which track_in_flight leaves the gauge for MetricsMiddleware to lower.
+_IN_FLIGHT_KEY = "metrics.in_flight"
+# Label children, looked up once: `labels()` takes a lock and builds a tuple per call.
+_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+_gauges: dict[tuple[str, str], Gauge] = {}
+
+
+def _request_metrics(labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
+    children = _children.get(labels)
+    if children is None:
+        children = _children[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    return children
 
 
 def route_template(scope: Scope) -> str:
@@ -67,19 +79,26 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_count)
         finally:
-            labels = (scope["method"], route_template(scope), str(status))
-            REQUESTS.labels(*labels).inc()
-            LATENCY.labels(*labels).observe(time.perf_counter() - started)
+            gauge = scope.pop(_IN_FLIGHT_KEY, None)
+            if gauge is not None:
+                gauge.dec()
+            requests, latency = _request_metrics(
+                (scope["method"], route_template(scope), str(status))
+            )
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
 
 
-async def track_in_flight(request: Request) -> AsyncIterator[None]:
-    """A global dependency: it runs once routing has picked the route, so the label is known."""
-    gauge = IN_FLIGHT.labels(request.method, route_template(request.scope))
+async def track_in_flight(request: Request) -> None:
+    """A global dependency: it runs once routing has picked the route, so the label is known.
+    MetricsMiddleware lowers the gauge when the request ends (a plain dependency is cheaper
+    than a `yield` one, which FastAPI wraps in an exit stack)."""
+    labels = (request.method, route_template(request.scope))
+    gauge = _gauges.get(labels)
+    if gauge is None:
+        gauge = _gauges[labels] = IN_FLIGHT.labels(*labels)
     gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()
+    request.scope[_IN_FLIGHT_KEY] = gauge
 
 
 class PoolCollector(Collector):
