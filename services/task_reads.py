@@ -7,32 +7,36 @@ each task's tags aggregated in SQL. The ORM stays for the writes (optimistic con
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    Date,
     Executable,
     FromClause,
     Integer,
+    Row,
     RowMapping,
+    String,
     bindparam,
     case,
     func,
+    or_,
     select,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import UnaryExpression
 
-from db_models import Task, TaskTag, User
+from db_models import Task, TaskTag, User, UTCDateTime
 from exceptions import InvalidTokenError, TaskAccessDeniedError, TaskNotFoundError
-from models import SortField, TaskFilters, TaskRead
-from services.tasks import filter_conditions
+from models import SortField, TaskFilters
+from services.tasks import not_overdue_condition, overdue_condition, today
 
-_TASK = TypeAdapter(TaskRead)
-_TASKS = TypeAdapter(list[TaskRead])
 _TASKS_TABLE = Task.__table__
 _USERS_TABLE = User.__table__
 _COLUMNS = (
@@ -78,8 +82,28 @@ def _tag_list(value: Any) -> list[str]:
     return list(value)
 
 
-def _task_dict(row: RowMapping) -> dict[str, Any]:
-    return {**row, "tags": _tag_list(row["tags"])}
+def _task_dict(row: Row[Any] | RowMapping) -> dict[str, Any]:
+    """A row as TaskRead's fields, in TaskRead's order (the JSON keys come out in this order)."""
+    if isinstance(row, Row):
+        row = row._mapping
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "description": row["description"],
+        "completed": row["completed"],
+        "priority": row["priority"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "due_date": row["due_date"],
+        "tags": _tag_list(row["tags"]),
+        "user_id": row["user_id"],
+    }
+
+
+def _dumps(value: Any) -> bytes:
+    # Byte for byte what TaskRead's pydantic serialiser writes (UTC as "Z", dates ISO, UTF-8),
+    # without validating rows the database already typed.
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
 _OWNED_TASK: dict[str, Executable] = {}
@@ -121,19 +145,123 @@ async def get_owned_task(engine: AsyncEngine, *, user_id: int, task_id: int) -> 
 
 def task_json(row: RowMapping) -> bytes:
     """A task row as the JSON body of a TaskRead."""
-    return _TASK.dump_json(_TASK.validate_python(_task_dict(row)))
+    return _dumps(_task_dict(row))
 
 
-def _ordering(filters: TaskFilters, source: FromClause) -> list[UnaryExpression[Any]]:
+def _ordering(
+    sort_by: SortField, sort_order: str, source: FromClause
+) -> list[UnaryExpression[Any]]:
     columns = source.c
     column: ColumnElement[Any] = (
         case(_PRIORITY_RANK, value=columns.priority)
-        if filters.sort_by is SortField.PRIORITY
-        else columns[filters.sort_by.value]
+        if sort_by is SortField.PRIORITY
+        else columns[sort_by.value]
     )
-    if filters.sort_order == "desc":
+    if sort_order == "desc":
         return [column.desc().nulls_last(), columns.id.desc()]
     return [column.asc().nulls_last(), columns.id.asc()]
+
+
+# The statement's shape: which filters are present (their values are bound parameters),
+# the overdue direction and the ordering. A few thousand shapes at most, and clients use few.
+_Shape = tuple[bool, bool, bool, bool | None, bool, bool, bool, SortField, str]
+
+
+def _shape(filters: TaskFilters) -> _Shape:
+    return (
+        filters.completed is not None,
+        filters.priority is not None,
+        bool(filters.tag),
+        filters.overdue,
+        bool(filters.search),
+        filters.created_after is not None,
+        filters.created_before is not None,
+        filters.sort_by,
+        filters.sort_order,
+    )
+
+
+def _parameters(user_id: int, filters: TaskFilters) -> dict[str, Any]:
+    params: dict[str, Any] = {"user_id": user_id, "skip": filters.skip, "limit": filters.limit}
+    if filters.completed is not None:
+        params["completed"] = filters.completed
+    if filters.priority is not None:
+        params["priority"] = filters.priority.value
+    if filters.tag:
+        params["tag"] = filters.tag
+    if filters.overdue is not None:
+        params["on"] = today()
+    if filters.search:
+        params["pattern"] = f"%{_escape_like(filters.search)}%"
+    if filters.created_after is not None:
+        params["created_after"] = _day_start(filters.created_after)
+    if filters.created_before is not None:
+        params["created_before"] = _day_start(filters.created_before + timedelta(days=1))
+    return params
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
+    completed, priority, tag, overdue, search, after, before, _, _ = shape
+    conditions: list[ColumnElement[bool]] = [Task.user_id == bindparam("user_id", type_=Integer)]
+    if completed:  # the column is NOT NULL, so = is IS, and it can use the index
+        conditions.append(Task.completed == bindparam("completed", type_=Boolean))
+    if priority:
+        conditions.append(Task.priority == bindparam("priority", type_=String))
+    if tag:
+        tagged = select(TaskTag.task_id).where(TaskTag.tag == bindparam("tag", type_=String))
+        conditions.append(Task.id.in_(tagged))
+    if overdue is not None:
+        on = bindparam("on", type_=Date)
+        conditions.append(overdue_condition(on) if overdue else not_overdue_condition(on))
+    if search:
+        pattern = bindparam("pattern", type_=String)
+        conditions.append(
+            or_(
+                Task.title.ilike(pattern, escape="\\"),
+                Task.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if after:
+        conditions.append(Task.created_at >= bindparam("created_after", type_=UTCDateTime))
+    if before:
+        conditions.append(Task.created_at < bindparam("created_before", type_=UTCDateTime))
+    return conditions
+
+
+@lru_cache(maxsize=1024)
+def _list_statements(dialect: str, shape: _Shape) -> tuple[Executable, Executable]:
+    """The page statement and the count (for a page past the end) of one shape, built once:
+    SQLAlchemy then reuses the cache key and the compiled SQL."""
+    conditions = _conditions(shape)
+    sort_by, sort_order = shape[7], shape[8]
+    page = (
+        select(*(_TASKS_TABLE.c[name] for name in _COLUMNS), func.count().over().label("total"))
+        .where(*conditions)
+        .order_by(*_ordering(sort_by, sort_order, _TASKS_TABLE))
+        .offset(bindparam("skip", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    statement = (
+        select(
+            _USERS_TABLE.c.id.label("caller"),
+            *page.c,
+            _tags_of(dialect, page).label("tags"),
+        )
+        .select_from(_USERS_TABLE.outerjoin(page, true()))
+        .where(_USERS_TABLE.c.id == bindparam("user_id", type_=Integer))
+        .order_by(*_ordering(sort_by, sort_order, page))
+    )
+    count = select(func.count()).select_from(_TASKS_TABLE).where(*conditions)
+    return statement, count
 
 
 async def list_tasks(
@@ -142,35 +270,15 @@ async def list_tasks(
     """One page of the caller's tasks as a JSON array, and the number of matches before paging.
     One statement: the page (with its window count) left-joined to the caller's user row, so a
     caller who no longer exists is a 401 and an empty page still proves the caller exists."""
-    conditions = filter_conditions(user_id, filters)
-    page = (
-        select(*(_TASKS_TABLE.c[name] for name in _COLUMNS), func.count().over().label("total"))
-        .where(*conditions)
-        .order_by(*_ordering(filters, _TASKS_TABLE))
-        .offset(filters.skip)
-        .limit(filters.limit)
-        .subquery("page")
-    )
-    dialect = engine.dialect.name
-    statement = (
-        select(
-            _USERS_TABLE.c.id.label("caller"),
-            *page.c,
-            _tags_of(dialect, page).label("tags"),
-        )
-        .select_from(_USERS_TABLE.outerjoin(page, true()))
-        .where(_USERS_TABLE.c.id == user_id)
-        .order_by(*_ordering(filters, page))
-    )
+    statement, count = _list_statements(engine.dialect.name, _shape(filters))
+    params = _parameters(user_id, filters)
     async with engine.connect() as connection:
-        rows = (await connection.execute(statement)).mappings().all()
+        rows = (await connection.execute(statement, params)).all()
         if not rows:
             raise InvalidTokenError()
-        if rows[0]["id"] is not None:
-            tasks = [_task_dict(row) for row in rows]
-            return _TASKS.dump_json(_TASKS.validate_python(tasks)), int(rows[0]["total"])
+        if rows[0].id is not None:
+            return _dumps([_task_dict(row) for row in rows]), int(rows[0].total)
         total = 0
         if filters.skip > 0:  # past the end: the count is not on any row
-            count = select(func.count()).select_from(_TASKS_TABLE).where(*conditions)
-            total = int((await connection.execute(count)).scalar_one())
+            total = int((await connection.execute(count, params)).scalar_one())
     return b"[]", total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import BackgroundTasks
@@ -23,7 +23,7 @@ from exceptions import (
     TaskNotFoundError,
     TooManyTagsError,
 )
-from models import MAX_TAGS_PER_TASK, TaskCreate, TaskFilters
+from models import MAX_TAGS_PER_TASK, TaskCreate
 from services import files as file_service
 from services.notifications import schedule_completion_email
 from settings import Settings
@@ -38,47 +38,13 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def overdue_condition(on: date) -> ColumnElement[bool]:
+def overdue_condition(on: date | ColumnElement[date]) -> ColumnElement[bool]:
     return and_(Task.due_date < on, Task.completed.is_(False))
 
 
-def _not_overdue_condition(on: date) -> ColumnElement[bool]:
+def not_overdue_condition(on: date | ColumnElement[date]) -> ColumnElement[bool]:
     # Spelled out rather than NOT(overdue): a NULL due date would make NOT(...) NULL.
     return or_(Task.due_date.is_(None), Task.due_date >= on, Task.completed.is_(True))
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def filter_conditions(user_id: int, filters: TaskFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Task.user_id == user_id]
-    if filters.completed is not None:
-        conditions.append(Task.completed.is_(filters.completed))
-    if filters.priority is not None:
-        conditions.append(Task.priority == filters.priority.value)
-    if filters.tag:
-        tagged = select(TaskTag.task_id).where(TaskTag.tag == filters.tag)
-        conditions.append(Task.id.in_(tagged))
-    if filters.overdue is not None:
-        on = today()
-        conditions.append(overdue_condition(on) if filters.overdue else _not_overdue_condition(on))
-    if filters.search:
-        pattern = f"%{_escape_like(filters.search)}%"
-        conditions.append(
-            or_(
-                Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")
-            )
-        )
-    if filters.created_after is not None:
-        conditions.append(Task.created_at >= _day_start(filters.created_after))
-    if filters.created_before is not None:
-        conditions.append(Task.created_at < _day_start(filters.created_before + timedelta(days=1)))
-    return conditions
 
 
 def _set_tags(task: Task, tags: list[str]) -> None:
