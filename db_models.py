@@ -79,7 +79,14 @@ class Task(Base):
         Index("ix_tasks_user_id_created_at", "user_id", "created_at"),
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
         Index("ix_tasks_user_id_priority", "user_id", "priority"),
-        Index("ix_tasks_user_id_completed", "user_id", "completed"),
+        # Covers the stats totals (an index-only scan once vacuumed).
+        Index(
+            "ix_tasks_user_id_completed_priority_due_date",
+            "user_id",
+            "completed",
+            "priority",
+            "due_date",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,13 +120,19 @@ class TaskTag(Base):
     """One tag on one task; a table (not an array) so tags filter and count in SQL everywhere."""
 
     __tablename__ = "task_tags"
-    __table_args__ = (Index("ix_task_tags_tag_task_id", "tag", "task_id"),)
+    __table_args__ = (
+        Index("ix_task_tags_tag_task_id", "tag", "task_id"),
+        Index("ix_task_tags_user_id_tag", "user_id", "tag"),
+    )
 
     task_id: Mapped[int] = mapped_column(
         ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(50), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # The task's owner, copied (tasks never change hands) so a user's tag counts need no join
+    # (services.stats). No foreign key of its own: the row already goes with its task.
+    user_id: Mapped[int] = mapped_column(Integer)
 
 
 class TaskFile(Base):

@@ -165,8 +165,9 @@ SELECT $1,
 FROM generate_series(1, $2) AS n
 """
 BULK_TAGS_SQL = """
-INSERT INTO task_tags (task_id, tag, position)
-SELECT t.id, (ARRAY['work','home','urgent','later','q3','ops','docs','bug'])[1 + (t.id + k) % 8], k
+INSERT INTO task_tags (task_id, user_id, tag, position)
+SELECT t.id, t.user_id,
+       (ARRAY['work','home','urgent','later','q3','ops','docs','bug'])[1 + (t.id + k) % 8], k
 FROM tasks t CROSS JOIN generate_series(0, 1) AS k
 WHERE t.user_id = $1 AND (t.id + k) % 3 <> 0
 """

@@ -46,10 +46,10 @@ async def compute_stats(connection: AsyncConnection, *, user_id: int) -> TaskSta
         )
     ).one()
     total, completed, low, medium, high, overdue = (int(value) for value in totals)
+    # task_tags.user_id + ix_task_tags_user_id_tag: one index range, no join with tasks.
     tag_counts = await connection.execute(
         select(TaskTag.tag, func.count())
-        .join(Task, Task.id == TaskTag.task_id)
-        .where(Task.user_id == user_id)
+        .where(TaskTag.user_id == user_id)
         .group_by(TaskTag.tag)
         .order_by(TaskTag.tag)
     )

@@ -54,7 +54,7 @@ def _set_tags(task: Task, tags: list[str]) -> None:
     existing = {row.tag: row for row in task.tag_rows}
     rows = []
     for position, tag in enumerate(tags):
-        row = existing.get(tag) or TaskTag(tag=tag)
+        row = existing.get(tag) or TaskTag(tag=tag, user_id=task.user_id)
         row.position = position
         rows.append(row)
     task.tag_rows = rows
