@@ -174,8 +174,10 @@ async def _rate_limit_exceeded(request: Request, exc: Exception) -> Response:
 
 async def enforce_default_limit(request: Request) -> None:
     """Apply the default limit to every route that has no limit of its own and is not exempt."""
+    if not limiter.enabled:
+        return
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
-    if not limiter.enabled or endpoint is None or _should_exempt(limiter, endpoint):
+    if endpoint is None or _should_exempt(limiter, endpoint):
         return
     # The same check slowapi's middleware makes (private API of the pinned slowapi 0.1.10).
     limiter._check_request_limit(request, endpoint, True)
@@ -188,7 +190,7 @@ class RateLimitHeadersMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not limiter.enabled:  # off: no wrapper on every send
             await self.app(scope, receive, send)
             return
 

@@ -123,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="py-spy a 1-worker API under load")
     p.add_argument("--py-spy", default=str(ROOT / ".venv-bench/bin/py-spy"))
     p.add_argument("--profile-seconds", type=int, default=15)
+    p.add_argument(
+        "--profile-scenarios",
+        default="get,list50",
+        help="scenario keys to profile, comma-separated",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny run for CI (< 60 s)")
     p.add_argument("--keep-db", action="store_true", help="keep the smoke database afterwards")
     p.add_argument("--out", type=Path, default=BENCH / "results")
@@ -307,7 +312,7 @@ async def run_profile(ctx: Context, api1: Server) -> dict[str, Any]:
     from bench_profile import profile_scenario
 
     profiles = {}
-    for key in ("get", "list50"):
+    for key in ctx.args.profile_scenarios.split(","):
         scenario = next(s for s in SCENARIOS if s.key == key)
         log(f"profile: py-spy on {api1.name} (pid {api1.pid}) under {scenario.title}")
         profiles[key] = await profile_scenario(
