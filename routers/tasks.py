@@ -86,11 +86,15 @@ async def create_task(
     data: TaskCreate,
     session: SessionDep,
     user_id: CurrentUserID,
-) -> db_models.Task:
+) -> Response:
     """Create a task."""
-    task = await task_service.create_task(session, user_id=user_id, data=data)
-    response.headers["ETag"] = etag_of(task.version)
-    return task
+    fields, version = await task_service.create_task(session, user_id=user_id, data=data)
+    return Response(
+        task_reads.fields_json(fields),
+        status_code=201,
+        media_type=_JSON,
+        headers={"ETag": etag_of(version)},
+    )
 
 
 @router.get("/stats", response_model=TaskStats)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy import Date, Integer, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db_models import Task, TaskTag, User
@@ -31,28 +31,30 @@ _MISSES = CACHE_RESULTS.labels("miss")
 _DATA_VERSION = select(User.data_version).where(User.id == bindparam("user_id", type_=Integer))
 
 
+_ON = bindparam("on", type_=Date)
+_USER_ID = bindparam("user_id", type_=Integer)
+# Built once: SQLAlchemy then reuses the cache keys and the compiled SQL.
+_TOTALS = select(
+    func.count(),
+    func.count().filter(Task.completed.is_(True)),
+    func.count().filter(Task.priority == Priority.LOW.value),
+    func.count().filter(Task.priority == Priority.MEDIUM.value),
+    func.count().filter(Task.priority == Priority.HIGH.value),
+    func.count().filter(overdue_condition(_ON)),
+).where(Task.user_id == _USER_ID)
+# task_tags.user_id + ix_task_tags_user_id_tag: one index range, no join with tasks.
+_TAG_COUNTS = (
+    select(TaskTag.tag, func.count())
+    .where(TaskTag.user_id == _USER_ID)
+    .group_by(TaskTag.tag)
+    .order_by(TaskTag.tag)
+)
+
+
 async def compute_stats(connection: AsyncConnection, *, user_id: int) -> TaskStats:
-    on = today()
-    totals = (
-        await connection.execute(
-            select(
-                func.count(),
-                func.count().filter(Task.completed.is_(True)),
-                func.count().filter(Task.priority == Priority.LOW.value),
-                func.count().filter(Task.priority == Priority.MEDIUM.value),
-                func.count().filter(Task.priority == Priority.HIGH.value),
-                func.count().filter(overdue_condition(on)),
-            ).where(Task.user_id == user_id)
-        )
-    ).one()
+    totals = (await connection.execute(_TOTALS, {"user_id": user_id, "on": today()})).one()
     total, completed, low, medium, high, overdue = (int(value) for value in totals)
-    # task_tags.user_id + ix_task_tags_user_id_tag: one index range, no join with tasks.
-    tag_counts = await connection.execute(
-        select(TaskTag.tag, func.count())
-        .where(TaskTag.user_id == user_id)
-        .group_by(TaskTag.tag)
-        .order_by(TaskTag.tag)
-    )
+    tag_counts = await connection.execute(_TAG_COUNTS, {"user_id": user_id})
     return TaskStats(
         total=total,
         completed=completed,

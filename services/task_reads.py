@@ -148,6 +148,11 @@ def task_json(row: RowMapping) -> bytes:
     return _dumps(_task_dict(row))
 
 
+def fields_json(fields: dict[str, Any]) -> bytes:
+    """TaskRead's fields (in TaskRead's order, as services.tasks.create_task gives them)."""
+    return _dumps(fields)
+
+
 def _ordering(
     sort_by: SortField, sort_order: str, source: FromClause
 ) -> list[UnaryExpression[Any]]:

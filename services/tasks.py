@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import BackgroundTasks
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -109,19 +109,58 @@ def _apply(task: Task, changes: dict[str, Any]) -> None:
             setattr(task, field, value)
 
 
-async def create_task(session: AsyncSession, *, user_id: int, data: TaskCreate) -> Task:
-    """Insert the task. The caller's existence is proven by the data_version UPDATE, which
-    also locks the user row against a concurrent delete: no separate SELECT."""
+_INSERT_TASK = insert(Task.metadata.tables["tasks"]).returning(Task.id)
+_INSERT_TAGS = insert(TaskTag.metadata.tables["task_tags"])
+_FIRST_VERSION = 1  # what the mapper's version counter gives a new row
+
+
+async def create_task(
+    session: AsyncSession, *, user_id: int, data: TaskCreate
+) -> tuple[dict[str, Any], int]:
+    """Insert the task; return its TaskRead fields (in TaskRead's order) and its version.
+
+    The caller's existence is proven by the data_version UPDATE, which also locks the user row
+    against a concurrent delete: no separate SELECT. A new row needs no unit of work, so the
+    inserts are Core statements (updates keep the ORM and its version check: `_write_task`)."""
     if not await _record_write(session, user_id):
         await session.rollback()
         raise InvalidTokenError()
-    task = Task(user_id=user_id, **data.model_dump(exclude={"tags"}))
-    task.tag_rows = []
-    _set_tags(task, data.tags)
-    session.add(task)
+    now = utcnow()
+    values = {
+        "user_id": user_id,
+        "title": data.title,
+        "description": data.description,
+        "completed": data.completed,
+        "priority": data.priority.value,
+        "due_date": data.due_date,
+        "created_at": now,
+        "updated_at": now,
+        "version": _FIRST_VERSION,
+    }
+    task_id: int = (await session.execute(_INSERT_TASK, values)).scalar_one()
+    if data.tags:
+        await session.execute(
+            _INSERT_TAGS,
+            [
+                {"task_id": task_id, "user_id": user_id, "tag": tag, "position": position}
+                for position, tag in enumerate(data.tags)
+            ],
+        )
     await _commit(session)
-    logger.info("task created task_id=%s user_id=%s", task.id, user_id)
-    return task
+    logger.info("task created task_id=%s user_id=%s", task_id, user_id)
+    fields = {
+        "id": task_id,
+        "title": data.title,
+        "description": data.description,
+        "completed": data.completed,
+        "priority": data.priority.value,
+        "created_at": now,
+        "updated_at": now,
+        "due_date": data.due_date,
+        "tags": list(data.tags),
+        "user_id": user_id,
+    }
+    return fields, _FIRST_VERSION
 
 
 async def _write_task(
