@@ -187,7 +187,11 @@ def _tag_versions(header: str, *, weak: bool) -> frozenset[int]:
 
 async def get_if_match(
     if_match: Annotated[
-        str | None, Header(description="Only act on these versions (ETags)")
+        str | None,
+        Header(
+            include_in_schema=False,  # documented in the route text; see docs/SECURITY.md
+            description="Only act on these versions (ETags)",
+        ),
     ] = None,
 ) -> frozenset[int] | None:
     """The versions If-Match allows; None when there is no precondition (absent or `*`)."""
@@ -205,7 +209,11 @@ def not_modified(if_none_match: str | None, version: int) -> bool:
 
 IfMatch = Annotated[frozenset[int] | None, Depends(get_if_match)]
 IfNoneMatch = Annotated[
-    str | None, Header(description="Answer 304 if the task still has this version (ETag)")
+    str | None,
+    Header(
+        include_in_schema=False,
+        description="Answer 304 if the task still has this version (ETag)",
+    ),
 ]
 
 FileID = Annotated[int, Path(gt=0, le=MAX_ID)]

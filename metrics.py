@@ -55,7 +55,8 @@ def _request_metrics(labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
 def route_template(scope: Scope) -> str:
     """The matched route's template (`/tasks/{task_id}`), never the raw path: bounded labels."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    # path_format drops converters: /tasks/{task_id:int} is reported as /tasks/{task_id}.
+    path = getattr(route, "path_format", None)
     return path if isinstance(path, str) else UNMATCHED
 
 

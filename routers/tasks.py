@@ -40,7 +40,8 @@ from services import tasks as task_service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 _OWNED = error_responses(403, 404, 422)
-_CONDITIONAL = error_responses(403, 404, 412, 422)
+# Routes with a JSON body also answer 400 when the body cannot be parsed at all.
+_CONDITIONAL = error_responses(400, 403, 404, 412, 422)
 
 
 _JSON = "application/json"
@@ -78,7 +79,7 @@ async def list_tasks(
     return Response(body, media_type=_JSON, headers=headers)
 
 
-@router.post("", status_code=201, response_model=TaskRead, responses=error_responses(422))
+@router.post("", status_code=201, response_model=TaskRead, responses=error_responses(400, 422))
 @limiter.limit(active_limit("create_task"))
 async def create_task(
     request: Request,
@@ -128,7 +129,7 @@ async def bulk_update_tasks(
 
 
 @router.get(
-    "/{task_id}",
+    "/{task_id:int}",
     response_model=TaskRead,
     responses={**_OWNED, 304: {"description": "Not modified: If-None-Match names this version"}},
 )
@@ -140,7 +141,7 @@ async def get_task(task: OwnedTaskRow, if_none_match: IfNoneMatch = None) -> Res
     return Response(task_reads.task_json(task), media_type=_JSON, headers={"ETag": etag})
 
 
-@router.patch("/{task_id}", response_model=TaskRead, responses=_CONDITIONAL)
+@router.patch("/{task_id:int}", response_model=TaskRead, responses=_CONDITIONAL)
 async def update_task(
     data: TaskUpdate,
     task: OwnedTask,
@@ -166,7 +167,7 @@ async def update_task(
     return task
 
 
-@router.delete("/{task_id}", status_code=204, responses=_CONDITIONAL)
+@router.delete("/{task_id:int}", status_code=204, responses=_CONDITIONAL)
 async def delete_task(
     task: OwnedTask,
     session: SessionDep,
@@ -186,7 +187,7 @@ async def delete_task(
     )
 
 
-@router.post("/{task_id}/tags", response_model=TaskRead, responses=_CONDITIONAL)
+@router.post("/{task_id:int}/tags", response_model=TaskRead, responses=_CONDITIONAL)
 async def add_tags(
     tags: Annotated[TagList, Body(min_length=1)],
     task: OwnedTask,
@@ -203,7 +204,7 @@ async def add_tags(
     return task
 
 
-@router.delete("/{task_id}/tags/{tag}", response_model=TaskRead, responses=_CONDITIONAL)
+@router.delete("/{task_id:int}/tags/{tag}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
     tag: Annotated[str, Path(min_length=1, max_length=50)],
     task: OwnedTask,

@@ -90,7 +90,7 @@ async def test_get_task_missing_returns_404(client: httpx.AsyncClient) -> None:
     )
 
 
-@pytest.mark.parametrize("task_id", ["0", "-1", "abc", "2147483648", "99999999999999999999"])
+@pytest.mark.parametrize("task_id", ["0", "2147483648", "99999999999999999999"])
 async def test_task_id_out_of_range_returns_422(client: httpx.AsyncClient, task_id: str) -> None:
     user = await make_user(client)
     for method in ("GET", "PATCH", "DELETE"):
@@ -98,6 +98,32 @@ async def test_task_id_out_of_range_returns_422(client: httpx.AsyncClient, task_
             method, f"/tasks/{task_id}", headers=user.headers, json={"title": "x"}
         )
         assert_error(response, 422)
+
+
+@pytest.mark.parametrize("task_id", ["-1", "abc", "1.5"])
+async def test_task_path_that_is_not_an_id_is_404(client: httpx.AsyncClient, task_id: str) -> None:
+    # Only digits name a task, so /tasks/stats and /tasks/bulk are never read as ids.
+    user = await make_user(client)
+    for method in ("GET", "PATCH", "DELETE"):
+        response = await client.request(
+            method, f"/tasks/{task_id}", headers=user.headers, json={"title": "x"}
+        )
+        assert_error(response, 404)
+
+
+async def test_wrong_method_on_fixed_task_paths_is_405_with_allow(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    stats = await client.patch("/tasks/stats", json={}, headers=user.headers)
+    assert_error(stats, 405)
+    assert stats.headers["allow"] == "GET"
+    bulk = await client.get("/tasks/bulk", headers=user.headers)
+    assert_error(bulk, 405)
+    assert bulk.headers["allow"] == "PATCH"
+    task = await client.request("OPTIONS", "/tasks/1", headers=user.headers)
+    assert_error(task, 405)
+    assert task.headers["allow"] == "DELETE, GET, PATCH"
 
 
 async def test_update_task_changes_only_given_fields(client: httpx.AsyncClient) -> None:
