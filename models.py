@@ -7,6 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -105,9 +106,32 @@ class InputModel(BaseModel):
 # --- users and tokens ---------------------------------------------------------------------------
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# email-validator refuses special-use domains (.test, .local, ...: nothing can be delivered
+# there); the schema says so with `not` + a plain pattern (no look-around, no inline flags).
+_SPECIAL_USE_DOMAIN = "[@.](?:{})$".format(
+    "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+)
+Email = Annotated[
+    EmailStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 254,
+            "not": {"pattern": _SPECIAL_USE_DOMAIN},
+        }
+    ),
+    Field(max_length=254),
+]
+
+
 class UserCreate(InputModel):
     username: Username
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Email
     password: Password
 
 
