@@ -270,8 +270,23 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
+# PostgreSQL's serialization failure and deadlock: a transient clash, safe for the client to retry.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    state = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+        logger.warning("concurrent update clash: %s", _sqlstate(exc))
+        return error_response(
+            409, "Conflict", "A concurrent update got in the way; retry the request"
+        )
     if _is_connection_error(exc):
         return await _database_unavailable(request, exc)
     return await _unexpected_error(request, exc)

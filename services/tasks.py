@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import BackgroundTasks
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -74,26 +73,13 @@ async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> bo
     now = utcnow()
     for task in tasks:
         task.updated_at = now
+    # Task rows first, then the user row: every write takes its row locks in that one order, so
+    # two writers can wait for each other but never deadlock.
+    await session.flush()
     # A Core UPDATE on the table: the ORM-enabled form would also evaluate the change against
     # the identity map (a third of a create's CPU), and nothing reads data_version back here.
     result = await session.execute(_BUMP_DATA_VERSION, {"user_id": user_id})
     return bool(getattr(result, "rowcount", 1))
-
-
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
-
-
-async def _commit(session: AsyncSession) -> None:
-    """Commit; a deadlock or serialization failure becomes a 409 the client can retry."""
-    try:
-        await session.commit()
-    except DBAPIError as exc:
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-        if sqlstate not in _RETRYABLE_SQLSTATES:
-            raise
-        await session.rollback()
-        raise ConflictError("A concurrent update got in the way; retry the request") from None
 
 
 def _check_version(task: Task, allowed_versions: frozenset[int] | None) -> None:
@@ -102,8 +88,10 @@ def _check_version(task: Task, allowed_versions: frozenset[int] | None) -> None:
 
 
 async def _reload(session: AsyncSession, task_id: int) -> Task:
+    """Re-read a task that changed under us, locked: writers that lost a race take turns, so
+    the retry cannot lose again however many clients write the same task at once."""
     await session.rollback()
-    task = await session.get(Task, task_id, populate_existing=True)
+    task = await session.get(Task, task_id, populate_existing=True, with_for_update={"of": Task})
     if task is None:
         raise TaskNotFoundError(task_id)
     return task
@@ -154,7 +142,7 @@ async def create_task(
                 for position, tag in enumerate(data.tags)
             ],
         )
-    await _commit(session)
+    await session.commit()
     logger.info("task created task_id=%s user_id=%s", task_id, user_id)
     fields = {
         "id": task_id,
@@ -186,9 +174,9 @@ async def _write_task(
     task_id, user_id = task.id, user.id  # plain values: a rollback expires the ORM objects
     for attempt in range(_MAX_ATTEMPTS):
         mutate(task)
-        await _record_write(session, user_id, task)
         try:
-            await _commit(session)
+            await _record_write(session, user_id, task)
+            await session.commit()
         except StaleDataError:
             if allowed_versions is not None:
                 await session.rollback()
@@ -246,9 +234,9 @@ async def delete_task(
     task_id, user_id = task.id, user.id  # plain values: a rollback expires the ORM objects
     keys = await file_service.storage_keys_of_task(session, task_id=task_id)
     await session.delete(task)
-    await _record_write(session, user.id)
     try:
-        await _commit(session)
+        await _record_write(session, user_id)
+        await session.commit()
     except StaleDataError:
         # Changed (or deleted) since it was read: with If-Match that is the 412 it asked for;
         # without, the client wanted it gone whatever its state, so delete what is there now.
@@ -258,7 +246,7 @@ async def delete_task(
         current = await _reload(session, task_id)
         await session.delete(current)
         await _record_write(session, user_id)
-        await _commit(session)
+        await session.commit()
     file_service.schedule_blob_cleanup(background, storage, keys)
     logger.info("task deleted task_id=%s user_id=%s files=%s", task_id, user_id, len(keys))
 
@@ -293,7 +281,7 @@ async def bulk_update(
     for task in tasks:
         _apply(task, changes)
     await _record_write(session, user.id, *tasks)
-    await _commit(session)
+    await session.commit()
     logger.info("bulk update task_count=%s user_id=%s", len(tasks), user.id)
     newly_completed = [task for task in newly_completed if task.completed]
     schedule_completion_email(background, settings, user=user, tasks=newly_completed)

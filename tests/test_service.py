@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import PASSWORD, assert_error, client_for, make_task, make_user
 
@@ -88,6 +89,25 @@ async def test_unexpected_error_gives_generic_500_body(
     assert "Traceback" not in response.text
     assert body["error"] == "Internal Server Error"
     assert response.headers["x-request-id"]
+
+
+async def test_deadlock_or_serialization_failure_is_a_409_to_retry(
+    app_factory: Callable[..., Any],
+) -> None:
+    class Clash(Exception):
+        sqlstate = "40P01"  # what asyncpg reports for "deadlock detected"
+
+    async with app_factory() as app:
+        assert isinstance(app, FastAPI)
+
+        async def clash() -> None:
+            raise DBAPIError("UPDATE tasks ...", {}, Clash("deadlock detected"))
+
+        app.add_api_route("/clash", clash)
+        async with client_for(app) as client:
+            response = await client.get("/clash")
+    body = assert_error(response, 409)
+    assert "retry" in body["message"]
 
 
 async def test_database_down_gives_503_on_health_and_endpoints(
