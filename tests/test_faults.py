@@ -61,12 +61,10 @@ async def test_database_cut_mid_run_gives_503_then_recovers_with_nothing_half_wr
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A real uvicorn process on its own SQLite database."""
+def server_env(tmp_path: Path) -> dict[str, str]:
     database_url = f"sqlite:///{tmp_path / 'sigterm.db'}"
     migrate(database_url)
-    port = free_port()
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": database_url,
         "SECRET_KEY": "sigterm-test-secret-key-of-enough-length",
@@ -75,6 +73,13 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         "REDIS_URL": "",
         "LOG_LEVEL": "WARNING",
     }
+
+
+@pytest.fixture
+def server(server_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real uvicorn process on its own SQLite database."""
+    port = free_port()
+    env = server_env
     command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
     process = subprocess.Popen([*command, "--timeout-graceful-shutdown", "20"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -146,3 +151,40 @@ def test_sigterm_lets_an_in_flight_upload_finish(
     assert result["response"].json()["file_size"] == len(PNG)
     # Then it shuts down cleanly (uvicorn re-raises the signal once it has finished).
     assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+
+
+def _login(client: httpx.Client, name: str) -> dict[str, str]:
+    body = {"username": name, "email": f"{name}@example.com", "password": "long-password"}
+    client.post("/auth/register", json=body).raise_for_status()
+    token = client.post("/auth/login", json={"username": name, "password": "long-password"})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def test_sigterm_during_blob_cleanup_leaves_nothing_the_reconciler_cannot_finish(
+    server: tuple[subprocess.Popen[bytes], str], server_env: dict[str, str]
+) -> None:
+    process, base = server
+    blobs = Path(server_env["UPLOAD_DIR"]) / "attachments"
+    with httpx.Client(base_url=base, timeout=30) as client:
+        headers = _login(client, f"cleanup{os.getpid()}")
+        task = client.post("/tasks", json={"title": "t"}, headers=headers).json()
+        for n in range(5):
+            upload = client.post(
+                f"/tasks/{task['id']}/files",
+                files={"file": (f"f{n}.png", PNG, "image/png")},
+                headers=headers,
+            )
+            assert upload.status_code == 201
+        assert len(list(blobs.iterdir())) == 5
+        # The rows go with the response; the blobs in a background task the signal races.
+        assert client.delete(f"/tasks/{task['id']}", headers=headers).status_code == 204
+        process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+    reconcile = subprocess.run(
+        [sys.executable, "manage.py", "reconcile-storage", "--grace-seconds", "0"],
+        cwd=ROOT,
+        env=server_env,
+        capture_output=True,
+        check=True,
+    )
+    assert list(blobs.iterdir()) == [], reconcile.stdout  # no blob outlives its row
