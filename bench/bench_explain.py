@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_seed import FILTERS  # the filtered list the benchmark drives: explain that one
 from sqlalchemy import event
 
 from db_config import build_engine, read_only
@@ -26,15 +27,6 @@ from models import TaskFilters
 from services import stats as stats_service
 from services import task_reads
 from settings import Settings
-
-FILTERS = {
-    "completed": False,
-    "priority": "high",
-    "search": "report",
-    "sort_by": "due_date",
-    "sort_order": "desc",
-    "limit": 50,
-}
 
 
 async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
