@@ -1,5 +1,9 @@
 """The stats cache: Redis when REDIS_URL is set, otherwise an in-process TTL cache.
 
+With Redis, a small in-process tier sits in front of it (`NearCache`): the stats keys are
+versioned (see services.stats), so a key's value never changes and a copy kept in the process
+can never be stale; a repeat read then costs no Redis round trip.
+
 A cache is an optimisation, so no cache failure ever fails a request: a Redis error is logged
 once per outage and reads as a miss, and Redis is left alone for REDIS_RETRY_INTERVAL seconds
 so a hung server does not add its timeout to every request.
@@ -102,6 +106,39 @@ class RedisCache:
         await self._client.aclose()
 
 
+class NearCache:
+    """An in-process copy of a shared cache's values, for keys whose value never changes.
+
+    Reads try the process first, then the shared cache (keeping what it returns); writes go to
+    both. Entries keep the TTL they were written with (a value read from the shared cache is
+    kept for `ttl_on_read` at most), so the process never serves a key past its time.
+    """
+
+    def __init__(self, shared: Cache, *, max_entries: int, ttl_on_read: int) -> None:
+        self._shared = shared
+        self._local = MemoryCache(max_entries)
+        self._ttl_on_read = ttl_on_read
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._local.get(key)
+        if value is None:
+            value = await self._shared.get(key)
+            if value is not None:
+                await self._local.set(key, value, self._ttl_on_read)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        await self._local.set(key, value, ttl)
+        await self._shared.set(key, value, ttl)
+
+    async def state(self) -> CacheState:
+        return await self._shared.state()
+
+    async def close(self) -> None:
+        await self._local.close()
+        await self._shared.close()
+
+
 def redis_timeouts(settings: Settings) -> dict[str, Any]:
     """Short timeouts and no retries: a slow Redis must cost little, and the breaker backs off."""
     return {
@@ -117,6 +154,11 @@ def build_cache(settings: Settings) -> Cache:
     client = Redis.from_url(
         settings.redis_url, retry=Retry(NoBackoff(), 0), **redis_timeouts(settings)
     )
-    return RedisCache(
+    shared = RedisCache(
         client, prefix=settings.redis_key_prefix, retry_interval=settings.redis_retry_interval
+    )
+    if settings.stats_near_cache_entries == 0:
+        return shared
+    return NearCache(
+        shared, max_entries=settings.stats_near_cache_entries, ttl_on_read=settings.stats_cache_ttl
     )

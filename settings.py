@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     redis_retry_interval: float = Field(default=5.0, ge=0)
     redis_key_prefix: str = "tm:"
     stats_cache_ttl: int = Field(default=300, ge=1)
+    # Per-process copies of Redis's stats entries (0: none, every read asks Redis).
+    stats_near_cache_entries: int = Field(default=4096, ge=0)
 
     # Rate limits in slowapi syntax ("5/minute"); unset means the default named in
     # rate_limit_config.py. RATE_LIMIT_ENABLED=false turns limiting off for load tests.

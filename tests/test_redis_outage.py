@@ -67,7 +67,8 @@ async def test_redis_cut_mid_run_then_back_resumes_caching(
     proxy.start()
     url = f"redis://127.0.0.1:{proxy.port}{real.path}"
     try:
-        app_cm = app_factory(redis_url=url, redis_retry_interval=0)
+        # No in-process copies: every hit below is Redis's (the near cache has its own test).
+        app_cm = app_factory(redis_url=url, redis_retry_interval=0, stats_near_cache_entries=0)
         async with app_cm as app, client_for(app) as client:
             user = await make_user(client)
             await make_task(client, user)
@@ -84,6 +85,60 @@ async def test_redis_cut_mid_run_then_back_resumes_caching(
             assert await _stats(client, user) == (2, "HIT")
             health = await client.get("/health")
             assert health.json()["cache"] == "ok"
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs a real Redis")
+async def test_near_cache_shares_through_redis_and_is_never_stale(
+    app_factory: Callable[..., Any],
+) -> None:
+    # Two instances on one Redis and one database; each keeps its own copy of stats entries.
+    real = urlsplit(os.environ["TEST_REDIS_URL"])
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
+    proxy.start()
+    url = f"redis://127.0.0.1:{proxy.port}{real.path}"
+    try:
+        async with (
+            app_factory(redis_url=url, redis_retry_interval=0) as first,
+            app_factory(redis_url=url, redis_retry_interval=0) as second,
+            client_for(first) as one,
+            client_for(second) as two,
+        ):
+            user = await make_user(one)
+            await make_task(one, user)
+            assert await _stats(one, user) == (1, "MISS")
+            # The second instance never computed it: its hit can only have come from Redis.
+            assert await _stats(two, user) == (1, "HIT")
+
+            proxy.stop()  # Redis unreachable: both still answer repeat reads from memory
+            assert await _stats(one, user) == (1, "HIT")
+            assert await _stats(two, user) == (1, "HIT")
+
+            await make_task(two, user)  # a write through the other instance...
+            # ...moves the user's data version, so the first instance's copy is never served.
+            assert await _stats(one, user) == (2, "MISS")
+            assert await _stats(two, user) == (2, "MISS")
+            assert await _stats(one, user) == (2, "HIT")
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs a real Redis")
+async def test_near_cache_off_asks_redis_every_time(app_factory: Callable[..., Any]) -> None:
+    real = urlsplit(os.environ["TEST_REDIS_URL"])
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
+    proxy.start()
+    url = f"redis://127.0.0.1:{proxy.port}{real.path}"
+    try:
+        overrides = {"redis_url": url, "redis_retry_interval": 0, "stats_near_cache_entries": 0}
+        async with app_factory(**overrides) as app, client_for(app) as client:
+            user = await make_user(client)
+            await make_task(client, user)
+            assert await _stats(client, user) == (1, "MISS")
+            assert await _stats(client, user) == (1, "HIT")
+            proxy.stop()
+            assert await _stats(client, user) == (1, "MISS")  # no copy: Redis was the only one
     finally:
         proxy.stop()
 
