@@ -20,9 +20,12 @@ from dependencies import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    TaskID,
     etag_of,
+    get_owned_task_row,
     not_modified,
 )
+from exceptions import PreconditionFailedError
 from models import (
     BulkUpdate,
     TagList,
@@ -143,28 +146,35 @@ async def get_task(task: OwnedTaskRow, if_none_match: IfNoneMatch = None) -> Res
 
 @router.patch("/{task_id:int}", response_model=TaskRead, responses=_CONDITIONAL)
 async def update_task(
+    task_id: TaskID,
     data: TaskUpdate,
-    task: OwnedTask,
-    session: SessionDep,
-    user: CurrentUser,
+    request: Request,
+    user_id: CurrentUserID,
     background: BackgroundTasks,
     settings: SettingsDep,
     if_match: IfMatch,
-    response: Response,
-) -> db_models.Task:
+) -> Response:
     """Change some fields of a task, validated as on create; If-Match guards against lost
     updates (412); completing a task emails its owner."""
-    task = await task_service.update_task(
-        session,
-        user=user,
-        task=task,
-        changes=data.changes(),
-        background=background,
-        settings=settings,
-        allowed_versions=if_match,
+    changes = data.changes()
+    if not changes:  # nothing to write: the task as it is (and If-Match still applies)
+        task = await get_owned_task_row(request, task_id, user_id)
+        if if_match is not None and task["version"] not in if_match:
+            raise PreconditionFailedError(task_id)
+        fields, version = task_reads.task_fields(task), task["version"]
+    else:
+        fields, version = await task_service.update_task(
+            request.app.state.engine,
+            user_id=user_id,
+            task_id=task_id,
+            changes=changes,
+            background=background,
+            settings=settings,
+            allowed_versions=if_match,
+        )
+    return Response(
+        task_reads.fields_json(fields), media_type=_JSON, headers={"ETag": etag_of(version)}
     )
-    response.headers["ETag"] = etag_of(task.version)
-    return task
 
 
 @router.delete("/{task_id:int}", status_code=204, responses=_CONDITIONAL)

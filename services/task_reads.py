@@ -143,6 +143,11 @@ async def get_owned_task(engine: AsyncEngine, *, user_id: int, task_id: int) -> 
     return row
 
 
+def task_fields(row: RowMapping) -> dict[str, Any]:
+    """A task row as TaskRead's fields, in TaskRead's order."""
+    return _task_dict(row)
+
+
 def task_json(row: RowMapping) -> bytes:
     """A task row as the JSON body of a TaskRead."""
     return _dumps(_task_dict(row))

@@ -5,13 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import BackgroundTasks
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from background_tasks import CompletedTask
 from db_models import Task, TaskTag, User, utcnow
 from exceptions import (
     BadRequestError,
@@ -19,12 +31,13 @@ from exceptions import (
     InvalidTokenError,
     PreconditionFailedError,
     TagNotFoundError,
+    TaskAccessDeniedError,
     TaskNotFoundError,
     TooManyTagsError,
 )
-from models import MAX_TAGS_PER_TASK, TaskCreate
+from models import MAX_TAGS_PER_TASK, Priority, TaskCreate
 from services import files as file_service
-from services.notifications import schedule_completion_email
+from services.notifications import schedule_completion_email, schedule_completion_notice
 from settings import Settings
 from storage import Storage
 
@@ -191,33 +204,144 @@ async def _write_task(
     raise AssertionError("unreachable")
 
 
+_TASKS = Task.metadata.tables["tasks"]
+_TAGS = TaskTag.metadata.tables["task_tags"]
+# Not named after columns: an UPDATE reserves those names for its SET clause.
+_TASK_ID = bindparam("the_task", type_=Integer)
+_USER_ID = bindparam("the_caller", type_=Integer)
+_RETURNED = [
+    _TASKS.c[name]
+    for name in (
+        "id", "title", "description", "completed", "priority", "created_at", "updated_at",
+        "due_date", "user_id", "version",
+    )
+]  # fmt: skip
+# Taken before a PATCH that completes the task: the lock holds until the commit, so the value
+# read is the one this write replaces (exactly one of two racing completions sends the email).
+_LOCK_COMPLETED = (
+    select(_TASKS.c.completed)
+    .where(_TASKS.c.id == _TASK_ID, _TASKS.c.user_id == _USER_ID)
+    .with_for_update()
+)
+_TAGS_OF = select(_TAGS.c.tag).where(_TAGS.c.task_id == _TASK_ID).order_by(_TAGS.c.position)
+_DELETE_TAGS = delete(_TAGS).where(_TAGS.c.task_id == _TASK_ID)
+_BUMP_AND_NAME = _BUMP_DATA_VERSION.returning(_USERS.c.username, _USERS.c.email)
+_OWNERSHIP = (
+    select(_USERS.c.id, _TASKS.c.user_id)
+    .select_from(_USERS.outerjoin(_TASKS, _TASKS.c.id == _TASK_ID))
+    .where(_USERS.c.id == _USER_ID)
+)
+_PATCHES: dict[tuple[tuple[str, ...], bool], Executable] = {}
+
+
+def _patch_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
+    """UPDATE … SET <the fields sent> RETURNING the row, built once per shape (values bound).
+
+    Only the fields sent are written, so concurrent PATCHes of different fields all persist
+    without re-reading; `guarded` adds If-Match's `version IN (…)`, checked under the row lock."""
+    statement = _PATCHES.get((fields, guarded))
+    if statement is None:
+        values: dict[str, Any] = {name: bindparam(f"set_{name}") for name in fields}
+        values["updated_at"] = bindparam("now")
+        values["version"] = _TASKS.c.version + 1
+        statement = update(_TASKS).where(_TASKS.c.id == _TASK_ID, _TASKS.c.user_id == _USER_ID)
+        if guarded:
+            statement = statement.where(_TASKS.c.version.in_(bindparam("allowed", expanding=True)))
+        statement = statement.values(values).returning(*_RETURNED)
+        _PATCHES[(fields, guarded)] = statement
+    return statement
+
+
+async def _refuse_write(
+    connection: AsyncConnection, *, user_id: int, task_id: int, guarded: bool
+) -> NoReturn:
+    """Why the caller's UPDATE matched no row, as get_owned_task would say it (401/404/403),
+    else the If-Match version that no longer holds (412)."""
+    ids = {"the_caller": user_id, "the_task": task_id}
+    row = (await connection.execute(_OWNERSHIP, ids)).first()
+    if row is None:
+        raise InvalidTokenError()
+    if row.user_id is None:
+        raise TaskNotFoundError(task_id)
+    if row.user_id != user_id:
+        raise TaskAccessDeniedError(task_id)
+    if guarded:
+        raise PreconditionFailedError(task_id)
+    raise ConflictError("The task changed while it was being written; retry the request")
+
+
 async def update_task(
-    session: AsyncSession,
+    engine: AsyncEngine,
     *,
-    user: User,
-    task: Task,
+    user_id: int,
+    task_id: int,
     changes: dict[str, Any],
     background: BackgroundTasks,
     settings: Settings,
     allowed_versions: frozenset[int] | None = None,
-) -> Task:
-    if not changes:
-        _check_version(task, allowed_versions)
-        return task
-    was_completed = task.completed
+) -> tuple[dict[str, Any], int]:
+    """PATCH in Core, one transaction: [lock (only when completing)], UPDATE … RETURNING, the
+    tags, the data_version bump. Returns TaskRead's fields (in order) and the new version.
 
-    def mutate(current: Task) -> None:
-        nonlocal was_completed
-        was_completed = current.completed
-        _apply(current, changes)
+    Row locks are taken task first, then user, as every other write does."""
+    if len(changes.get("tags") or ()) > MAX_TAGS_PER_TASK:
+        raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
+    fields = tuple(sorted(name for name in changes if name != "tags"))
+    params: dict[str, Any] = {f"set_{name}": changes[name] for name in fields}
+    if "priority" in changes:
+        params["set_priority"] = Priority(changes["priority"]).value
+    ids = {"the_caller": user_id, "the_task": task_id}
+    guarded = allowed_versions is not None
+    if guarded:
+        params["allowed"] = sorted(allowed_versions or ())
+    completing = changes.get("completed") is True
+    was_completed = True
+    async with engine.begin() as connection:
+        if completing:
+            locked = (await connection.execute(_LOCK_COMPLETED, ids)).first()
+            if locked is None:
+                await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
+            was_completed = bool(locked.completed)
+        statement = _patch_statement(fields, guarded)
+        result = await connection.execute(statement, {**params, **ids, "now": utcnow()})
+        row = result.mappings().first()
+        if row is None:
+            await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
+        if "tags" in changes:
+            tags = list(changes["tags"])
+            await connection.execute(_DELETE_TAGS, ids)
+            if tags:
+                await connection.execute(
+                    _INSERT_TAGS,
+                    [
+                        {"task_id": task_id, "user_id": user_id, "tag": tag, "position": position}
+                        for position, tag in enumerate(tags)
+                    ],
+                )
+        else:
+            # After the UPDATE: the row lock is ours, so no writer of this task is mid-way, and
+            # (READ COMMITTED) this statement sees every tag change committed before it.
+            tags = list((await connection.execute(_TAGS_OF, ids)).scalars())
+        owner = (await connection.execute(_BUMP_AND_NAME, {"user_id": user_id})).first()
+        if owner is None:
+            raise InvalidTokenError()
+    task = {**{name: row[name] for name in _TASK_READ_ORDER}, "tags": tags}
+    task["user_id"] = row["user_id"]
+    logger.info("task updated task_id=%s fields=%s", task_id, ",".join(sorted(changes)))
+    if completing and not was_completed:
+        schedule_completion_notice(
+            background,
+            settings,
+            to=owner.email,
+            name=owner.username,
+            tasks=[CompletedTask(id=task_id, title=row["title"])],
+        )
+    return task, int(row["version"])
 
-    task = await _write_task(
-        session, user=user, task=task, mutate=mutate, allowed_versions=allowed_versions
-    )
-    logger.info("task updated task_id=%s fields=%s", task.id, ",".join(sorted(changes)))
-    if task.completed and not was_completed:
-        schedule_completion_email(background, settings, user=user, tasks=[task])
-    return task
+
+_TASK_READ_ORDER = (
+    "id", "title", "description", "completed", "priority", "created_at", "updated_at", "due_date",
+)  # fmt: skip
 
 
 async def delete_task(

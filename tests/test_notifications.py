@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import logging
@@ -156,6 +157,27 @@ async def test_only_false_to_true_sends_an_email(
         assert response.status_code == 200
     expected = 1 if {"completed": True} in steps else 0
     assert len(inbox.envelopes) == expected
+
+
+async def test_racing_completions_of_one_task_send_one_email(
+    mail_client: httpx.AsyncClient, smtp_server: tuple[Inbox, int]
+) -> None:
+    # The completing PATCH locks the row before reading the value it replaces: of several
+    # clients completing the same task at once, exactly one saw it incomplete.
+    inbox, _ = smtp_server
+    user = await make_user(mail_client)
+    task = await make_task(mail_client, user)
+    responses = await asyncio.gather(
+        *(
+            mail_client.patch(
+                f"/tasks/{task['id']}", json={"completed": True}, headers=user.headers
+            )
+            for _ in range(6)
+        )
+    )
+    assert [response.status_code for response in responses] == [200] * 6
+    assert sorted(int(r.headers["etag"].strip('"')) for r in responses) == list(range(2, 8))
+    assert len(inbox.envelopes) == 1
 
 
 async def test_creating_a_completed_task_sends_no_email(

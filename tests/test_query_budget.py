@@ -74,6 +74,29 @@ async def test_stats_miss_is_auth_plus_two_aggregate_queries(
     assert all("COUNT" in statement for statement in seen[1:])
 
 
+async def test_patch_is_update_tags_and_version_bump(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user, tags=["a", "b"])
+    with statements(app) as seen:
+        response = await client.patch(
+            f"/tasks/{task['id']}", json={"title": "renamed"}, headers=user.headers
+        )
+    assert response.json()["tags"] == ["a", "b"]
+    # No SELECT of the user or the task first: the UPDATE proves ownership and returns the row.
+    kinds = [statement.split()[0] for statement in seen if not statement.startswith("BEGIN")]
+    assert kinds == ["UPDATE", "SELECT", "UPDATE"], seen
+    with statements(app) as seen:
+        response = await client.patch(
+            f"/tasks/{task['id']}", json={"completed": True}, headers=user.headers
+        )
+    assert response.json()["completed"] is True
+    # Completing also locks the row first, to read the value it replaces (the email's trigger).
+    kinds = [statement.split()[0] for statement in seen if not statement.startswith("BEGIN")]
+    assert kinds == ["SELECT", "UPDATE", "SELECT", "UPDATE"], seen
+
+
 def test_json_log_format_is_one_object_per_line() -> None:
     record = logging.LogRecord("access", logging.INFO, __file__, 1, "%s %s", ("GET", "/"), None)
     record.status = 200
