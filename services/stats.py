@@ -4,9 +4,9 @@ The cache key carries the user's `data_version`, which every write bumps in its 
 plus today's date (overdue counts change at midnight). A write therefore invalidates the cached
 value on every instance at once, even while Redis is unreachable and cannot be told.
 
-Reads run on an autocommit connection (`db_config.read_only`): the data_version is read first,
-so counts that a concurrent write already changed can only land under a key nobody asks for
-again, never under the write's new key.
+Reads run on an autocommit connection (`db_config.read_only`). A hit is one statement (the
+data_version) and a cache read; a miss counts in one more statement that also returns the
+data_version, so the counts are cached under exactly the version they were counted at.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from sqlalchemy import Date, Integer, bindparam, func, select
+from sqlalchemy import Date, Integer, bindparam, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db_models import Task, TaskTag, User
@@ -33,37 +33,68 @@ _DATA_VERSION = select(User.data_version).where(User.id == bindparam("user_id", 
 
 _ON = bindparam("on", type_=Date)
 _USER_ID = bindparam("user_id", type_=Integer)
-# Built once: SQLAlchemy then reuses the cache keys and the compiled SQL.
-_TOTALS = select(
-    func.count(),
-    func.count().filter(Task.completed.is_(True)),
-    func.count().filter(Task.priority == Priority.LOW.value),
-    func.count().filter(Task.priority == Priority.MEDIUM.value),
-    func.count().filter(Task.priority == Priority.HIGH.value),
-    func.count().filter(overdue_condition(_ON)),
-).where(Task.user_id == _USER_ID)
+_TOTALS = (
+    select(
+        func.count().label("total"),
+        func.count().filter(Task.completed.is_(True)).label("completed"),
+        func.count().filter(Task.priority == Priority.LOW.value).label("low"),
+        func.count().filter(Task.priority == Priority.MEDIUM.value).label("medium"),
+        func.count().filter(Task.priority == Priority.HIGH.value).label("high"),
+        func.count().filter(overdue_condition(_ON)).label("overdue"),
+    )
+    .where(Task.user_id == _USER_ID)
+    .subquery("totals")
+)
 # task_tags.user_id + ix_task_tags_user_id_tag: one index range, no join with tasks.
 _TAG_COUNTS = (
-    select(TaskTag.tag, func.count())
+    select(TaskTag.tag.label("tag"), func.count().label("tagged"))
     .where(TaskTag.user_id == _USER_ID)
     .group_by(TaskTag.tag)
-    .order_by(TaskTag.tag)
+    .subquery("tag_counts")
+)
+_USERS = User.__table__
+# Built once: SQLAlchemy then reuses the cache key and the compiled SQL. One statement, so one
+# snapshot: the counts are exactly those of the data_version it returns. A row per tag (one
+# with a NULL tag when there are none); no row at all when the user no longer exists.
+_STATS = (
+    select(
+        _USERS.c.data_version,
+        *_TOTALS.c,
+        _TAG_COUNTS.c.tag,
+        _TAG_COUNTS.c.tagged,
+    )
+    .select_from(_USERS.outerjoin(_TOTALS, true()).outerjoin(_TAG_COUNTS, true()))
+    .where(_USERS.c.id == _USER_ID)
+    .order_by(_TAG_COUNTS.c.tag)
 )
 
 
-async def compute_stats(connection: AsyncConnection, *, user_id: int) -> TaskStats:
-    totals = (await connection.execute(_TOTALS, {"user_id": user_id, "on": today()})).one()
-    total, completed, low, medium, high, overdue = (int(value) for value in totals)
-    tag_counts = await connection.execute(_TAG_COUNTS, {"user_id": user_id})
-    return TaskStats(
+async def compute_stats(connection: AsyncConnection, *, user_id: int) -> tuple[int, TaskStats]:
+    """The caller's statistics and the data_version they were counted at (one statement).
+    A caller who no longer exists is a 401."""
+    rows = (await connection.execute(_STATS, {"user_id": user_id, "on": today()})).all()
+    if not rows:
+        raise InvalidTokenError()
+    first = rows[0]
+    total, completed = int(first.total), int(first.completed)
+    stats = TaskStats(
         total=total,
         completed=completed,
         incomplete=total - completed,
         completion_rate=round(completed / total, 4) if total else 0.0,
-        by_priority={Priority.LOW: low, Priority.MEDIUM: medium, Priority.HIGH: high},
-        by_tag={tag: int(count) for tag, count in tag_counts},
-        overdue=overdue,
+        by_priority={
+            Priority.LOW: int(first.low),
+            Priority.MEDIUM: int(first.medium),
+            Priority.HIGH: int(first.high),
+        },
+        by_tag={row.tag: int(row.tagged) for row in rows if row.tag is not None},
+        overdue=int(first.overdue),
     )
+    return int(first.data_version), stats
+
+
+def _key(user_id: int, data_version: int) -> str:
+    return f"stats:{user_id}:{data_version}:{today().isoformat()}"
 
 
 async def get_stats(
@@ -77,8 +108,7 @@ async def get_stats(
         ).scalar_one_or_none()
     if data_version is None:
         raise InvalidTokenError()
-    key = f"stats:{user_id}:{data_version}:{today().isoformat()}"
-    cached = await cache.get(key)
+    cached = await cache.get(_key(user_id, data_version))
     if cached is not None:
         try:
             # Checked, not re-serialised: the cached bytes are what model_dump_json wrote.
@@ -90,7 +120,8 @@ async def get_stats(
             return cached, True
     _MISSES.inc()
     async with engine.connect() as connection:
-        stats = await compute_stats(connection, user_id=user_id)
+        counted_at, stats = await compute_stats(connection, user_id=user_id)
     body = stats.model_dump_json().encode()
-    await cache.set(key, body, ttl)
+    # Stored under the version the counts belong to: a write since the first read moved it.
+    await cache.set(_key(user_id, counted_at), body, ttl)
     return body, False
