@@ -88,11 +88,11 @@ async def create_task(
     request: Request,
     response: Response,
     data: TaskCreate,
-    session: SessionDep,
     user_id: CurrentUserID,
 ) -> Response:
     """Create a task."""
-    fields, version = await task_service.create_task(session, user_id=user_id, data=data)
+    engine = request.app.state.engine
+    fields, version = await task_service.create_task(engine, user_id=user_id, data=data)
     return Response(
         task_reads.fields_json(fields),
         status_code=201,

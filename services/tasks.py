@@ -15,11 +15,15 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
+    literal,
     or_,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -121,19 +125,59 @@ def _apply(task: Task, changes: dict[str, Any]) -> None:
 _INSERT_TASK = insert(Task.metadata.tables["tasks"]).returning(Task.id)
 _INSERT_TAGS = insert(TaskTag.metadata.tables["task_tags"])
 _FIRST_VERSION = 1  # what the mapper's version counter gives a new row
+_NEW_TASK_COLUMNS = (
+    "user_id", "title", "description", "completed", "priority", "due_date", "created_at",
+    "updated_at", "version",
+)  # fmt: skip
+
+
+def _create_in_one_statement() -> Executable:
+    """PostgreSQL: the data_version bump, the task and its tags as one statement.
+
+    WITH caller AS (UPDATE users … RETURNING id), task AS (INSERT INTO tasks … SELECT … FROM
+    caller RETURNING id), tags AS (INSERT INTO task_tags … FROM task, unnest(:tags) WITH
+    ORDINALITY) SELECT id FROM task. No row: the caller no longer exists (nothing inserted).
+    On an autocommit connection it is one round trip and still atomic (one statement)."""
+    users, tasks, tags = _USERS, Task.metadata.tables["tasks"], _INSERT_TAGS.table
+    caller_id = bindparam("caller", type_=Integer)
+    caller = (
+        update(users)
+        .where(users.c.id == caller_id)
+        .values(data_version=users.c.data_version + 1)
+        .returning(users.c.id.label("user_id"))
+        .cte("caller")
+    )
+    now = bindparam("now", type_=tasks.c.created_at.type)
+    fields = (bindparam(f"new_{name}", type_=tasks.c[name].type) for name in _NEW_TASK_COLUMNS[1:6])
+    row = select(caller.c.user_id, *fields, now, now, literal(_FIRST_VERSION, Integer))
+    task = insert(tasks).from_select(_NEW_TASK_COLUMNS, row).returning(tasks.c.id).cte("task")
+    given = (
+        func.unnest(bindparam("tags", type_=postgresql.ARRAY(tags.c.tag.type)))
+        .table_valued("tag", with_ordinality="position")
+        .render_derived()
+    )
+    tag_rows = select(task.c.id, caller_id, given.c.tag, given.c.position - 1)
+    new_tags = (
+        insert(tags)
+        .from_select(
+            ["task_id", "user_id", "tag", "position"], tag_rows.join_from(task, given, true())
+        )
+        .cte("tags")
+    )
+    return select(task.c.id).add_cte(new_tags)
+
+
+_CREATE_IN_ONE = _create_in_one_statement()
 
 
 async def create_task(
-    session: AsyncSession, *, user_id: int, data: TaskCreate
+    engine: AsyncEngine, *, user_id: int, data: TaskCreate
 ) -> tuple[dict[str, Any], int]:
     """Insert the task; return its TaskRead fields (in TaskRead's order) and its version.
 
     The caller's existence is proven by the data_version UPDATE, which also locks the user row
-    against a concurrent delete: no separate SELECT. A new row needs no unit of work, so the
-    inserts are Core statements (updates keep the ORM and its version check: `_write_task`)."""
-    if not await _record_write(session, user_id):
-        await session.rollback()
-        raise InvalidTokenError()
+    against a concurrent delete: no separate SELECT. On PostgreSQL the bump, the task and its
+    tags are one statement (`_create_in_one_statement`); on SQLite three, in one transaction."""
     now = utcnow()
     values = {
         "user_id": user_id,
@@ -146,16 +190,29 @@ async def create_task(
         "updated_at": now,
         "version": _FIRST_VERSION,
     }
-    task_id: int = (await session.execute(_INSERT_TASK, values)).scalar_one()
-    if data.tags:
-        await session.execute(
-            _INSERT_TAGS,
-            [
-                {"task_id": task_id, "user_id": user_id, "tag": tag, "position": position}
-                for position, tag in enumerate(data.tags)
-            ],
-        )
-    await session.commit()
+    task_id: int | None
+    if engine.dialect.name == "postgresql":
+        params = {f"new_{name}": values[name] for name in _NEW_TASK_COLUMNS[1:6]}
+        params.update(caller=user_id, now=now, tags=list(data.tags))
+        async with engine.connect() as connection:
+            single = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            task_id = (await single.execute(_CREATE_IN_ONE, params)).scalar_one_or_none()
+    else:
+        async with engine.begin() as connection:
+            bumped = await connection.execute(_BUMP_DATA_VERSION, {"user_id": user_id})
+            task_id = None
+            if bumped.rowcount:
+                task_id = (await connection.execute(_INSERT_TASK, values)).scalar_one()
+                if data.tags:
+                    await connection.execute(
+                        _INSERT_TAGS,
+                        [
+                            {"task_id": task_id, "user_id": user_id, "tag": tag, "position": i}
+                            for i, tag in enumerate(data.tags)
+                        ],
+                    )
+    if task_id is None:
+        raise InvalidTokenError()
     logger.info("task created task_id=%s user_id=%s", task_id, user_id)
     fields = {
         "id": task_id,

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from logging_config import JsonFormatter
 from tests.conftest import make_task, make_user
 
-_COUNTED = ("SELECT", "INSERT", "UPDATE", "DELETE")
+_COUNTED = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 
 
 @contextmanager
@@ -73,6 +73,26 @@ async def test_stats_miss_is_the_version_then_one_counting_query(
     # The data_version (the cache key), then the totals and tag counts in one statement.
     assert len(seen) == 2, seen
     assert "count" in seen[1].lower()
+
+
+async def test_create_is_one_statement_on_postgresql(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await make_user(client)
+    with statements(app) as seen:
+        response = await client.post(
+            "/tasks", json={"title": "t", "tags": ["z", "a", "m"]}, headers=user.headers
+        )
+    assert response.status_code == 201
+    assert response.json()["tags"] == ["z", "a", "m"]
+    fetched = await client.get(f"/tasks/{response.json()['id']}", headers=user.headers)
+    assert fetched.json() == response.json()  # what was answered is what was stored
+    kinds = [statement.split()[0] for statement in seen]
+    if app.state.engine.dialect.name == "postgresql":
+        # The version bump, the task and its tags: one WITH … statement, one round trip.
+        assert kinds == ["WITH"], seen
+    else:
+        assert kinds == ["UPDATE", "INSERT", "INSERT"], seen
 
 
 async def test_patch_is_update_tags_and_version_bump(
