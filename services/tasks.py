@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Integer,
+    all_,
     and_,
     bindparam,
     delete,
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from background_tasks import CompletedTask
+from db_config import read_only
 from db_models import Task, TaskTag, User, utcnow
 from exceptions import (
     BadRequestError,
@@ -108,7 +111,14 @@ async def _reload(session: AsyncSession, task_id: int) -> Task:
     """Re-read a task that changed under us, locked: writers that lost a race take turns, so
     the retry cannot lose again however many clients write the same task at once."""
     await session.rollback()
-    task = await session.get(Task, task_id, populate_existing=True, with_for_update={"of": Task})
+    # Lock first, then load: a SELECT … FOR UPDATE that waited for the lock returns the newest
+    # task row but the tags joined to it as its snapshot saw them (READ COMMITTED), i.e. from
+    # before the write it waited for, and the retry would then drop that write's tags. A new
+    # statement after the lock sees every committed tag (tags only change under this lock).
+    locked = await session.execute(select(Task.id).where(Task.id == task_id).with_for_update())
+    if locked.first() is None:
+        raise TaskNotFoundError(task_id)
+    task = await session.get(Task, task_id, populate_existing=True)
     if task is None:
         raise TaskNotFoundError(task_id)
     return task
@@ -327,43 +337,56 @@ async def _refuse_write(
     raise ConflictError("The task changed while it was being written; retry the request")
 
 
-async def update_task(
+@dataclass
+class _Patched:
+    """What a PATCH wrote: the row (TaskRead's columns and `version`), its tags, whether it
+    was complete before, and the owner's name and address (for the completion email)."""
+
+    row: dict[str, Any]
+    tags: list[str]
+    was_completed: bool
+    username: str
+    email: str
+
+
+def _patch_params(
+    changes: dict[str, Any], fields: tuple[str, ...], allowed_versions: frozenset[int] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {f"set_{name}": changes[name] for name in fields}
+    if "priority" in changes:
+        params["set_priority"] = Priority(changes["priority"]).value
+    if allowed_versions is not None:
+        params["allowed"] = sorted(allowed_versions)
+    params["now"] = utcnow()
+    return params
+
+
+async def _patch_in_transaction(
     engine: AsyncEngine,
     *,
     user_id: int,
     task_id: int,
     changes: dict[str, Any],
-    background: BackgroundTasks,
-    settings: Settings,
-    allowed_versions: frozenset[int] | None = None,
-) -> tuple[dict[str, Any], int]:
-    """PATCH in Core, one transaction: [lock (only when completing)], UPDATE … RETURNING, the
-    tags, the data_version bump. Returns TaskRead's fields (in order) and the new version.
-
-    Row locks are taken task first, then user, as every other write does."""
-    if len(changes.get("tags") or ()) > MAX_TAGS_PER_TASK:
-        raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
+    allowed_versions: frozenset[int] | None,
+) -> _Patched:
+    """SQLite (and the portable form): [lock, only when completing], UPDATE … RETURNING, the
+    tags, the data_version bump, in one transaction. Row locks: task first, then user."""
     fields = tuple(sorted(name for name in changes if name != "tags"))
-    params: dict[str, Any] = {f"set_{name}": changes[name] for name in fields}
-    if "priority" in changes:
-        params["set_priority"] = Priority(changes["priority"]).value
+    params = _patch_params(changes, fields, allowed_versions)
     ids = {"the_caller": user_id, "the_task": task_id}
     guarded = allowed_versions is not None
-    if guarded:
-        params["allowed"] = sorted(allowed_versions or ())
-    completing = changes.get("completed") is True
     was_completed = True
     async with engine.begin() as connection:
-        if completing:
+        if changes.get("completed") is True:
             locked = (await connection.execute(_LOCK_COMPLETED, ids)).first()
             if locked is None:
                 await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
             was_completed = bool(locked.completed)
         statement = _patch_statement(fields, guarded)
-        result = await connection.execute(statement, {**params, **ids, "now": utcnow()})
-        row = result.mappings().first()
-        if row is None:
+        found = (await connection.execute(statement, {**params, **ids})).mappings().first()
+        if found is None:
             await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
+        row = dict(found)
         if "tags" in changes:
             tags = list(changes["tags"])
             await connection.execute(_DELETE_TAGS, ids)
@@ -376,21 +399,175 @@ async def update_task(
                     ],
                 )
         else:
-            # After the UPDATE: the row lock is ours, so no writer of this task is mid-way, and
-            # (READ COMMITTED) this statement sees every tag change committed before it.
+            # After the UPDATE: the row lock is ours, so no writer of this task is mid-way.
             tags = list((await connection.execute(_TAGS_OF, ids)).scalars())
         owner = (await connection.execute(_BUMP_AND_NAME, {"user_id": user_id})).first()
         if owner is None:
             raise InvalidTokenError()
-    task = {**{name: row[name] for name in _TASK_READ_ORDER}, "tags": tags}
+    return _Patched(row, tags, was_completed, owner.username, owner.email)
+
+
+_PATCHES_IN_ONE: dict[tuple[tuple[str, ...], bool, bool], Executable] = {}
+
+
+def _patch_in_one_statement(fields: tuple[str, ...], guarded: bool, tags: bool) -> Executable:
+    """PostgreSQL: the whole PATCH as one statement (built once per shape, values bound).
+
+    WITH locked AS (SELECT … FOR UPDATE: the newest committed row, [If-Match checked on it]),
+         patched AS (UPDATE tasks SET <fields sent> FROM locked … RETURNING the row and the
+                     locked row's `completed`),
+         [tags: DELETE the tags not listed; INSERT … ON CONFLICT DO UPDATE the positions],
+         bumped AS (UPDATE users SET data_version … WHERE id = (SELECT user_id FROM patched))
+    SELECT patched.*, bumped.*, the task's version and tags as this statement's snapshot saw them.
+
+    Each CTE waits for the one it reads, so locks go task, then user, as in every write. The
+    snapshot columns are only right when no write committed between the statement's snapshot
+    and its row lock, which `snapshot_version + 1 == version` tells the caller."""
+    key = (fields, guarded, tags)
+    statement = _PATCHES_IN_ONE.get(key)
+    if statement is not None:
+        return statement
+    locked_query = (
+        select(
+            _TASKS.c.id,
+            _TASKS.c.completed.label("was_completed"),
+        )
+        .where(_TASKS.c.id == _TASK_ID, _TASKS.c.user_id == _USER_ID)
+        .with_for_update()
+    )
+    if guarded:
+        locked_query = locked_query.where(
+            _TASKS.c.version.in_(bindparam("allowed", expanding=True))
+        )
+    locked = locked_query.cte("locked")
+    values: dict[str, Any] = {name: bindparam(f"set_{name}") for name in fields}
+    values["updated_at"] = bindparam("now")
+    values["version"] = _TASKS.c.version + 1
+    patched = (
+        update(_TASKS)
+        .where(_TASKS.c.id == locked.c.id)
+        .values(values)
+        .returning(*_RETURNED, locked.c.was_completed)
+        .cte("patched")
+    )
+    patched_id = select(patched.c.id).scalar_subquery()
+    bumped = (
+        update(_USERS)
+        .where(_USERS.c.id == select(patched.c.user_id).scalar_subquery())
+        .values(data_version=_USERS.c.data_version + 1)
+        .returning(_USERS.c.username, _USERS.c.email)
+        .cte("bumped")
+    )
+    seen_version = select(_TASKS.c.version).where(_TASKS.c.id == _TASK_ID).scalar_subquery()
+    seen_tags = (
+        select(func.array_agg(_TAGS.c.tag).aggregate_order_by(_TAGS.c.position))
+        .where(_TAGS.c.task_id == _TASK_ID)
+        .scalar_subquery()
+    )
+    statement = select(
+        *patched.c,
+        bumped.c.username,
+        bumped.c.email,
+        seen_version.label("snapshot_version"),
+        seen_tags.label("snapshot_tags"),
+    ).select_from(patched.join(bumped, true()))
+    if tags:
+        listed = bindparam("tags", type_=postgresql.ARRAY(_TAGS.c.tag.type))
+        # Disjoint rows (tags not listed / tags listed), so the two never touch the same row.
+        dropped = delete(_TAGS).where(_TAGS.c.task_id == patched_id, _TAGS.c.tag != all_(listed))
+        given = func.unnest(listed).table_valued("tag", with_ordinality="position").render_derived()
+        upsert = postgresql.insert(_TAGS).from_select(
+            ["task_id", "user_id", "tag", "position"],
+            select(patched.c.id, patched.c.user_id, given.c.tag, given.c.position - 1).join_from(
+                patched, given, true()
+            ),
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[_TAGS.c.task_id, _TAGS.c.tag],
+            set_={"position": upsert.excluded.position},
+        )
+        statement = statement.add_cte(dropped.cte("dropped")).add_cte(upsert.cte("listed"))
+    _PATCHES_IN_ONE[key] = statement
+    return statement
+
+
+async def _patch_postgresql(
+    engine: AsyncEngine,
+    *,
+    user_id: int,
+    task_id: int,
+    changes: dict[str, Any],
+    allowed_versions: frozenset[int] | None,
+) -> _Patched:
+    fields = tuple(sorted(name for name in changes if name != "tags"))
+    params = _patch_params(changes, fields, allowed_versions)
+    params.update(the_caller=user_id, the_task=task_id)
+    if "tags" in changes:
+        params["tags"] = list(changes["tags"])
+    statement = _patch_in_one_statement(fields, allowed_versions is not None, "tags" in changes)
+    async with engine.connect() as connection:
+        single = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        found = (await single.execute(statement, params)).mappings().first()
+        if found is None:
+            await _refuse_write(
+                single, user_id=user_id, task_id=task_id, guarded=allowed_versions is not None
+            )
+        row = dict(found)
+        if "tags" in changes:
+            tags = list(changes["tags"])
+        elif row["snapshot_version"] + 1 == row["version"]:
+            tags = list(row["snapshot_tags"] or ())
+        else:
+            # Another write committed while this one waited for the row lock, so the tags this
+            # statement's snapshot saw may be older than the row it wrote. Answer with the task
+            # as it is now (its own version: body and ETag always agree).
+            from services import task_reads
+
+            current = await task_reads.get_owned_task(
+                read_only(engine), user_id=user_id, task_id=task_id
+            )
+            row = {**current, "was_completed": row["was_completed"], **_owner(row)}
+            tags = task_reads.task_fields(current)["tags"]
+    return _Patched(row, tags, bool(row["was_completed"]), row["username"], row["email"])
+
+
+def _owner(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"username": row["username"], "email": row["email"]}
+
+
+async def update_task(
+    engine: AsyncEngine,
+    *,
+    user_id: int,
+    task_id: int,
+    changes: dict[str, Any],
+    background: BackgroundTasks,
+    settings: Settings,
+    allowed_versions: frozenset[int] | None = None,
+) -> tuple[dict[str, Any], int]:
+    """PATCH in Core: only the fields sent are written, so concurrent PATCHes of different
+    fields all persist without re-reading. Returns TaskRead's fields (in order) and the new
+    version. One statement on PostgreSQL, one transaction of a few on SQLite."""
+    if len(changes.get("tags") or ()) > MAX_TAGS_PER_TASK:
+        raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
+    patch = _patch_postgresql if engine.dialect.name == "postgresql" else _patch_in_transaction
+    done = await patch(
+        engine,
+        user_id=user_id,
+        task_id=task_id,
+        changes=changes,
+        allowed_versions=allowed_versions,
+    )
+    row = done.row
+    task = {**{name: row[name] for name in _TASK_READ_ORDER}, "tags": done.tags}
     task["user_id"] = row["user_id"]
     logger.info("task updated task_id=%s fields=%s", task_id, ",".join(sorted(changes)))
-    if completing and not was_completed:
+    if changes.get("completed") is True and not done.was_completed:
         schedule_completion_notice(
             background,
             settings,
-            to=owner.email,
-            name=owner.username,
+            to=done.email,
+            name=done.username,
             tasks=[CompletedTask(id=task_id, title=row["title"])],
         )
     return task, int(row["version"])
@@ -445,13 +622,12 @@ async def bulk_update(
     if not changes:
         raise BadRequestError("No fields to update were given")
     wanted = sorted(set(task_ids))
-    # Locking in id order means two overlapping bulk updates cannot deadlock each other.
-    stmt = (
-        select(Task)
-        .where(Task.id.in_(wanted), Task.user_id == user.id)
-        .order_by(Task.id)
-        .with_for_update(of=Task)
-    )
+    # Locking in id order means two overlapping bulk updates cannot deadlock each other. Lock,
+    # then load (as in _reload): tags joined to a locking SELECT are its snapshot's, which may
+    # predate a write it waited for.
+    owned = (Task.id.in_(wanted), Task.user_id == user.id)
+    await session.execute(select(Task.id).where(*owned).order_by(Task.id).with_for_update())
+    stmt = select(Task).where(*owned).order_by(Task.id).execution_options(populate_existing=True)
     tasks = list((await session.scalars(stmt)).unique())
     found = {task.id for task in tasks}
     missing = [task_id for task_id in wanted if task_id not in found]

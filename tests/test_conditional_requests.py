@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from typing import Any
 
 import httpx
 
@@ -128,8 +130,7 @@ async def test_concurrent_patches_of_different_fields_both_persist(
 
 
 async def test_many_concurrent_patches_of_one_task_all_succeed(client: httpx.AsyncClient) -> None:
-    # A writer that loses the version race re-reads the task under a row lock, so a pile-up of
-    # writers takes turns instead of running out of retries (409).
+    # Writers of one task take turns on its row lock: a pile-up never runs out of retries (409).
     user = await make_user(client)
     task = await make_task(client, user)
     path = f"/tasks/{task['id']}"
@@ -142,3 +143,50 @@ async def test_many_concurrent_patches_of_one_task_all_succeed(client: httpx.Asy
     assert [r.status_code for r in responses] == [200] * 16
     final = (await client.get(path, headers=user.headers)).json()
     assert final["description"] in {f"writer {n}" for n in range(16)}
+
+
+async def test_answers_to_racing_writes_always_match_their_etag(client: httpx.AsyncClient) -> None:
+    # PATCHes of the title race with tag additions on one task. Every answer must be the task
+    # at the version its ETag names: the same version never shows two bodies, and (tags are only
+    # added) a later version never lacks a tag an earlier one had, e.g. a PATCH that waited for
+    # the row lock must not answer with the tags from before the write it waited for.
+    user = await make_user(client)
+    task = await make_task(client, user)
+    path = f"/tasks/{task['id']}"
+    writes = []
+    for n in range(10):
+        writes.append(client.patch(path, json={"title": f"t{n}"}, headers=user.headers))
+        writes.append(client.post(f"{path}/tags", json=[f"tag{n}"], headers=user.headers))
+    responses = await asyncio.gather(*writes)
+    assert [r.status_code for r in responses] == [200] * 20
+    seen: dict[int, dict[str, Any]] = {}
+    for response in responses:
+        body = response.json()
+        version = int(response.headers["etag"].strip('"'))
+        assert seen.setdefault(version, body) == body, version
+    ordered = [seen[version] for version in sorted(seen)]
+    for earlier, later in itertools.pairwise(ordered):
+        assert set(earlier["tags"]) <= set(later["tags"]), (earlier, later)
+    final = await client.get(path, headers=user.headers)
+    assert final.headers["etag"] == f'"{max(seen)}"'
+    assert final.json() == seen[max(seen)]
+    assert sorted(final.json()["tags"]) == sorted(f"tag{n}" for n in range(10))
+
+
+async def test_bulk_tag_replacement_racing_tag_additions(client: httpx.AsyncClient) -> None:
+    # A bulk update that waited for the rows' locks must work from the tags committed before
+    # it, not its snapshot's: else it re-inserts a tag that was just added (duplicate key).
+    user = await make_user(client)
+    task = await make_task(client, user)
+    path = f"/tasks/{task['id']}"
+    writes = []
+    for n in range(8):
+        writes.append(client.post(f"{path}/tags", json=[f"tag{n}"], headers=user.headers))
+        bulk = {"task_ids": [task["id"]], "updates": {"tags": [f"tag{n}", "base"]}}
+        writes.append(client.patch("/tasks/bulk", json=bulk, headers=user.headers))
+    responses = await asyncio.gather(*writes)
+    assert [r.status_code for r in responses] == [200] * 16, [r.text for r in responses]
+    final = (await client.get(path, headers=user.headers)).json()
+    # The last bulk's list, then whatever was added after it, each tag once.
+    assert final["tags"][1] == "base", final
+    assert len(set(final["tags"])) == len(final["tags"])
