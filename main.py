@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import gc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -25,6 +26,30 @@ every endpoint. Errors always have the body `{"error": "...", "message": "..."}`
 """
 
 
+# Young objects are collected every 10 000 net allocations, not 700: a request's objects are
+# nearly all freed by reference counting, so collections found little, at a measured 11-15 % of
+# a worker's CPU (3 % with the start-up heap frozen, under 0.1 % with both).
+GC_THRESHOLDS = (10_000, 20, 100)
+
+
+@contextmanager
+def _tuned_gc(enabled: bool) -> Iterator[None]:
+    """Freeze what start-up built (modules, the app, the pools) out of the cyclic collector's
+    passes, and collect young objects less often; undone at shutdown (tests build many apps)."""
+    if not enabled:
+        yield
+        return
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -39,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)
         try:
-            yield
+            with _tuned_gc(settings.gc_tuning):
+                yield
         finally:
             unregister_pool(app.state.engine)
             await app.state.storage.close()

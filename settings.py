@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     max_request_body: int = Field(default=1024 * 1024, ge=1024)
     idempotency_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # Garbage collector: freeze the start-up heap and collect young objects less often
+    # (see main._tune_gc; measured at 11-15 % of a worker's CPU untuned).
+    gc_tuning: bool = True
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -75,6 +75,7 @@ def base_settings(
         redis_key_prefix=f"tmtest:{uuid.uuid4().hex[:8]}:",
         bcrypt_rounds=4,  # the production default (12) is asserted in test_settings.py
         log_level="WARNING",
+        gc_tuning=False,  # tests build hundreds of apps in one process; test_settings covers it
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -11,7 +13,9 @@ from pydantic import SecretStr, ValidationError
 
 from auth import hash_password
 from db_config import normalize_database_url
+from main import GC_THRESHOLDS
 from settings import Settings, resolve_secret_key
+from tests.conftest import client_for, make_user
 
 
 def test_defaults_are_the_embedded_stack() -> None:
@@ -78,3 +82,16 @@ async def test_default_bcrypt_cost_is_12() -> None:
     hashed = await hash_password("a-password", rounds=Settings(_env_file=None).bcrypt_rounds)
     assert hashed.startswith("$2b$12$")
     assert bcrypt.checkpw(b"a-password", hashed.encode())
+
+
+async def test_gc_tuning_freezes_start_up_heap_and_is_undone_at_shutdown(
+    app_factory: Any,
+) -> None:
+    before = gc.get_threshold()
+    async with app_factory(gc_tuning=True) as app, client_for(app) as client:
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        user = await make_user(client)
+        assert (await client.get("/tasks", headers=user.headers)).status_code == 200
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
