@@ -349,32 +349,39 @@ class _Patched:
     email: str
 
 
-def _patch_params(
-    changes: dict[str, Any], fields: tuple[str, ...], allowed_versions: frozenset[int] | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {f"set_{name}": changes[name] for name in fields}
-    if "priority" in changes:
-        params["set_priority"] = Priority(changes["priority"]).value
-    if allowed_versions is not None:
-        params["allowed"] = sorted(allowed_versions)
-    params["now"] = utcnow()
-    return params
+@dataclass
+class _Patch:
+    """One PATCH request: who, which task, what (the columns sent, bound as `set_<name>`)."""
+
+    user_id: int
+    task_id: int
+    changes: dict[str, Any]
+    allowed_versions: frozenset[int] | None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(sorted(name for name in self.changes if name != "tags"))
+
+    @property
+    def guarded(self) -> bool:
+        return self.allowed_versions is not None
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {f"set_{name}": self.changes[name] for name in self.fields}
+        if "priority" in self.changes:
+            params["set_priority"] = Priority(self.changes["priority"]).value
+        if self.allowed_versions is not None:
+            params["allowed"] = sorted(self.allowed_versions)
+        params.update(now=utcnow(), the_caller=self.user_id, the_task=self.task_id)
+        return params
 
 
-async def _patch_in_transaction(
-    engine: AsyncEngine,
-    *,
-    user_id: int,
-    task_id: int,
-    changes: dict[str, Any],
-    allowed_versions: frozenset[int] | None,
-) -> _Patched:
+async def _patch_in_transaction(engine: AsyncEngine, patch: _Patch) -> _Patched:
     """SQLite (and the portable form): [lock, only when completing], UPDATE … RETURNING, the
     tags, the data_version bump, in one transaction. Row locks: task first, then user."""
-    fields = tuple(sorted(name for name in changes if name != "tags"))
-    params = _patch_params(changes, fields, allowed_versions)
+    user_id, task_id, changes, guarded = patch.user_id, patch.task_id, patch.changes, patch.guarded
+    params = patch.params()
     ids = {"the_caller": user_id, "the_task": task_id}
-    guarded = allowed_versions is not None
     was_completed = True
     async with engine.begin() as connection:
         if changes.get("completed") is True:
@@ -382,8 +389,8 @@ async def _patch_in_transaction(
             if locked is None:
                 await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
             was_completed = bool(locked.completed)
-        statement = _patch_statement(fields, guarded)
-        found = (await connection.execute(statement, {**params, **ids})).mappings().first()
+        statement = _patch_statement(patch.fields, guarded)
+        found = (await connection.execute(statement, params)).mappings().first()
         if found is None:
             await _refuse_write(connection, user_id=user_id, task_id=task_id, guarded=guarded)
         row = dict(found)
@@ -491,27 +498,17 @@ def _patch_in_one_statement(fields: tuple[str, ...], guarded: bool, tags: bool) 
     return statement
 
 
-async def _patch_postgresql(
-    engine: AsyncEngine,
-    *,
-    user_id: int,
-    task_id: int,
-    changes: dict[str, Any],
-    allowed_versions: frozenset[int] | None,
-) -> _Patched:
-    fields = tuple(sorted(name for name in changes if name != "tags"))
-    params = _patch_params(changes, fields, allowed_versions)
-    params.update(the_caller=user_id, the_task=task_id)
+async def _patch_postgresql(engine: AsyncEngine, patch: _Patch) -> _Patched:
+    user_id, task_id, changes = patch.user_id, patch.task_id, patch.changes
+    params = patch.params()
     if "tags" in changes:
         params["tags"] = list(changes["tags"])
-    statement = _patch_in_one_statement(fields, allowed_versions is not None, "tags" in changes)
+    statement = _patch_in_one_statement(patch.fields, patch.guarded, "tags" in changes)
     async with engine.connect() as connection:
         single = await connection.execution_options(isolation_level="AUTOCOMMIT")
         found = (await single.execute(statement, params)).mappings().first()
         if found is None:
-            await _refuse_write(
-                single, user_id=user_id, task_id=task_id, guarded=allowed_versions is not None
-            )
+            await _refuse_write(single, user_id=user_id, task_id=task_id, guarded=patch.guarded)
         row = dict(found)
         if "tags" in changes:
             tags = list(changes["tags"])
@@ -550,14 +547,8 @@ async def update_task(
     version. One statement on PostgreSQL, one transaction of a few on SQLite."""
     if len(changes.get("tags") or ()) > MAX_TAGS_PER_TASK:
         raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
-    patch = _patch_postgresql if engine.dialect.name == "postgresql" else _patch_in_transaction
-    done = await patch(
-        engine,
-        user_id=user_id,
-        task_id=task_id,
-        changes=changes,
-        allowed_versions=allowed_versions,
-    )
+    write = _patch_postgresql if engine.dialect.name == "postgresql" else _patch_in_transaction
+    done = await write(engine, _Patch(user_id, task_id, changes, allowed_versions))
     row = done.row
     task = {**{name: row[name] for name in _TASK_READ_ORDER}, "tags": done.tags}
     task["user_id"] = row["user_id"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,18 @@ async def _stats(client: httpx.AsyncClient, user: User) -> tuple[int, str]:
     response = await client.get("/tasks/stats", headers=user.headers)
     assert response.status_code == 200, response.text
     return response.json()["total"], response.headers["x-cache"]
+
+
+@contextmanager
+def _redis_through_proxy() -> Iterator[tuple[TcpProxy, str]]:
+    """The test Redis behind a TCP proxy the test can cut and restore, and the URL through it."""
+    real = urlsplit(os.environ["TEST_REDIS_URL"])
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
+    proxy.start()
+    try:
+        yield proxy, f"redis://127.0.0.1:{proxy.port}{real.path}"
+    finally:
+        proxy.stop()
 
 
 async def _login_until_limited(app: Any) -> list[int]:
@@ -62,11 +75,7 @@ async def test_redis_hung_degrades_within_bounded_time(app_factory: Callable[...
 async def test_redis_cut_mid_run_then_back_resumes_caching(
     app_factory: Callable[..., Any],
 ) -> None:
-    real = urlsplit(os.environ["TEST_REDIS_URL"])
-    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
-    proxy.start()
-    url = f"redis://127.0.0.1:{proxy.port}{real.path}"
-    try:
+    with _redis_through_proxy() as (proxy, url):
         # No in-process copies: every hit below is Redis's (the near cache has its own test).
         app_cm = app_factory(redis_url=url, redis_retry_interval=0, stats_near_cache_entries=0)
         async with app_cm as app, client_for(app) as client:
@@ -85,8 +94,6 @@ async def test_redis_cut_mid_run_then_back_resumes_caching(
             assert await _stats(client, user) == (2, "HIT")
             health = await client.get("/health")
             assert health.json()["cache"] == "ok"
-    finally:
-        proxy.stop()
 
 
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs a real Redis")
@@ -94,11 +101,7 @@ async def test_near_cache_shares_through_redis_and_is_never_stale(
     app_factory: Callable[..., Any],
 ) -> None:
     # Two instances on one Redis and one database; each keeps its own copy of stats entries.
-    real = urlsplit(os.environ["TEST_REDIS_URL"])
-    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
-    proxy.start()
-    url = f"redis://127.0.0.1:{proxy.port}{real.path}"
-    try:
+    with _redis_through_proxy() as (proxy, url):
         async with (
             app_factory(redis_url=url, redis_retry_interval=0) as first,
             app_factory(redis_url=url, redis_retry_interval=0) as second,
@@ -120,17 +123,11 @@ async def test_near_cache_shares_through_redis_and_is_never_stale(
             assert await _stats(one, user) == (2, "MISS")
             assert await _stats(two, user) == (2, "MISS")
             assert await _stats(one, user) == (2, "HIT")
-    finally:
-        proxy.stop()
 
 
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs a real Redis")
 async def test_near_cache_off_asks_redis_every_time(app_factory: Callable[..., Any]) -> None:
-    real = urlsplit(os.environ["TEST_REDIS_URL"])
-    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 6379)
-    proxy.start()
-    url = f"redis://127.0.0.1:{proxy.port}{real.path}"
-    try:
+    with _redis_through_proxy() as (proxy, url):
         overrides = {"redis_url": url, "redis_retry_interval": 0, "stats_near_cache_entries": 0}
         async with app_factory(**overrides) as app, client_for(app) as client:
             user = await make_user(client)
@@ -139,8 +136,6 @@ async def test_near_cache_off_asks_redis_every_time(app_factory: Callable[..., A
             assert await _stats(client, user) == (1, "HIT")
             proxy.stop()
             assert await _stats(client, user) == (1, "MISS")  # no copy: Redis was the only one
-    finally:
-        proxy.stop()
 
 
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs a real Redis")
