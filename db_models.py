@@ -71,6 +71,21 @@ class User(Base):
     data_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+def _trigram_index(column: str) -> Index:
+    """A GIN index on (user_id, column) with pg_trgm's operator class (migration 0005).
+
+    PostgreSQL only, and only where the migration could create pg_trgm and btree_gin; elsewhere
+    search scans the user's rows. alembic/env.py compares such indexes on their dialect only.
+    """
+    return Index(
+        f"ix_tasks_user_id_{column}_trgm",
+        "user_id",
+        column,
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
+
+
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
@@ -87,6 +102,9 @@ class Task(Base):
             "priority",
             "due_date",
         ),
+        # Search (services.task_reads): ILIKE '%term%' as an index condition. Led by the owner
+        # (btree_gin), so even a generic plan reads one user's entries, never every user's.
+        *(_trigram_index(column) for column in ("title", "description")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

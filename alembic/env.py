@@ -8,6 +8,7 @@ from logging.config import fileConfig
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import Index, SchemaItem
 
 from alembic import context
 from db_config import normalize_database_url
@@ -27,12 +28,30 @@ def _database_url() -> str:
     return normalize_database_url(url).render_as_string(hide_password=False)
 
 
+def _include_object(
+    item: SchemaItem,
+    name: str | None,
+    type_: str,
+    reflected: bool,
+    compare_to: SchemaItem | None,
+) -> bool:
+    """Compare an index declared for one dialect (`ddl_if`: the trigram indexes) on it only."""
+    if isinstance(item, Index) and not reflected:
+        rule = item._ddl_if  # SQLAlchemy keeps ddl_if()'s rule here, with no public accessor
+        dialect = context.get_context().dialect
+        if rule is not None and rule.dialect is not None and dialect is not None:
+            wanted = (rule.dialect,) if isinstance(rule.dialect, str) else rule.dialect
+            return dialect.name in wanted
+    return True
+
+
 def _configure(connection: Connection | None = None, **kwargs: object) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=_include_object,
         **kwargs,  # type: ignore[arg-type]  # url and literal_binds for offline mode
     )
 

@@ -6,7 +6,11 @@ the plans follow the app as it is optimised. Run from the repository root:
 
     .venv/bin/python bench/bench_explain.py DATABASE_URL USER_ID [USER_ID ...]
 
-Prints a JSON object {user_id: {"list": [plan, ...], "stats": [plan, ...]}} on stdout.
+Prints a JSON object {user_id: {"list": [plan, ...], "stats": [plan, ...], "list_generic": [...],
+"stats_generic": [...]}} on stdout. EXPLAIN with the parameters shows the plan made for those
+values (a custom plan). The app's statements are prepared statements, and from the sixth
+execution on a connection PostgreSQL usually runs a generic plan, made once for any values: the
+*_generic plans are those (PREPARE, plan_cache_mode = force_generic_plan, EXPLAIN EXECUTE).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,19 @@ from models import TaskFilters
 from services import stats as stats_service
 from services import task_reads
 from settings import Settings
+
+
+def _literal(value: Any) -> str:
+    """A parameter as an SQL literal, for EXECUTE (the prepared statement's casts type it)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date | datetime):
+        value = value.isoformat()
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
@@ -52,7 +70,7 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
                 async with reads.connect() as connection:
                     await stats_service.compute_stats(connection, user_id=user_id)
             queries = list(captured)
-            plans[name] = []
+            plans[name], plans[f"{name}_generic"] = [], []
             async with reads.connect() as connection:
                 for statement, parameters in queries:
                     result = await connection.exec_driver_sql(
@@ -60,6 +78,16 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
                     )
                     plan = "\n".join(str(row[0]) for row in result)
                     plans[name].append(f"-- {' '.join(statement.split())}\n{plan}")
+                    await connection.exec_driver_sql("PREPARE bench_generic AS " + statement)
+                    await connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+                    arguments = ", ".join(_literal(value) for value in parameters)
+                    result = await connection.exec_driver_sql(
+                        f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_generic({arguments})"
+                    )
+                    plan = "\n".join(str(row[0]) for row in result)
+                    plans[f"{name}_generic"].append(f"-- generic plan, ({arguments})\n{plan}")
+                    await connection.exec_driver_sql("RESET plan_cache_mode")
+                    await connection.exec_driver_sql("DEALLOCATE bench_generic")
     finally:
         await engine.dispose()
     return plans

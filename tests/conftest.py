@@ -8,6 +8,7 @@ own client IP, so rate-limit buckets are never shared between tests either.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from alembic.config import Config
@@ -25,6 +27,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from alembic import command
+from db_config import normalize_database_url
 from main import create_app
 from rate_limit_config import configure_limiter
 from settings import Settings
@@ -43,6 +46,38 @@ def migrate(database_url: str, revision: str = "head", *, down: bool = False) ->
         command.downgrade(config, revision)
     else:
         command.upgrade(config, revision)
+
+
+def admin_sql(url: str, sql: str, *, database: str = "postgres") -> None:
+    """Run `sql` as the user of `url` (PostgreSQL), connected to `database`."""
+
+    async def run() -> None:
+        target = normalize_database_url(url)
+        connection = await asyncpg.connect(
+            user=target.username, password=target.password, host=target.host,
+            port=target.port or 5432, database=database,
+        )  # fmt: skip
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """A brand-new database of the kind the suite runs on."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    name = f"tm_migrations_{uuid.uuid4().hex[:8]}"
+    admin_sql(base, f'CREATE DATABASE "{name}"')
+    try:
+        yield normalize_database_url(base).set(database=name).render_as_string(False)
+    finally:
+        admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

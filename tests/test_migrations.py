@@ -3,68 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import secrets
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
-import asyncpg
 import pytest
 from alembic.config import Config
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
 from db_config import normalize_database_url
-from tests.conftest import ROOT, migrate
+from tests.conftest import ROOT, admin_sql, migrate
 
 APP_TABLES = {"users", "tasks", "task_tags", "task_files", "idempotency_keys"}
+TRIGRAM_INDEXES = {"ix_tasks_user_id_title_trgm", "ix_tasks_user_id_description_trgm"}
+_POSTGRES = (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres")
+
+
+def _inspect(url: str, read: Callable[[Connection], Any]) -> Any:
+    async def run() -> Any:
+        engine = create_async_engine(normalize_database_url(url))
+        async with engine.connect() as connection:
+            value = await connection.run_sync(read)
+        await engine.dispose()
+        return value
+
+    return asyncio.run(run())
 
 
 def _tables(url: str) -> set[str]:
-    async def read() -> set[str]:
-        engine = create_async_engine(normalize_database_url(url))
-        async with engine.connect() as connection:
-
-            def names(sync: Connection) -> set[str]:
-                return set(inspect(sync).get_table_names())
-
-            tables = await connection.run_sync(names)
-        await engine.dispose()
-        return tables - {"alembic_version"}
-
-    return asyncio.run(read())
+    tables: set[str] = _inspect(url, lambda sync: set(inspect(sync).get_table_names()))
+    return tables - {"alembic_version"}
 
 
-def _admin(url: str, sql: str) -> None:
-    async def run() -> None:
-        target = normalize_database_url(url)
-        connection = await asyncpg.connect(
-            user=target.username, password=target.password, host=target.host,
-            port=target.port or 5432, database="postgres",
-        )  # fmt: skip
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
-@pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[str]:
-    """A brand-new database of the kind the suite runs on."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp_path / 'migrations.db'}"
-        return
-    name = f"tm_migrations_{uuid.uuid4().hex[:8]}"
-    _admin(base, f'CREATE DATABASE "{name}"')
-    try:
-        yield normalize_database_url(base).set(database=name).render_as_string(False)
-    finally:
-        _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def _task_indexes(url: str) -> set[str]:
+    return {index["name"] for index in _inspect(url, lambda s: inspect(s).get_indexes("tasks"))}
 
 
 def test_migrations_upgrade_downgrade_upgrade(empty_database: str) -> None:
@@ -82,3 +60,54 @@ def test_models_match_migrations(empty_database: str) -> None:
     config.attributes["database_url"] = empty_database
     config.attributes["configure_logger"] = False
     command.check(config)  # raises if the models need a migration that does not exist
+
+
+@pytest.fixture
+def restricted_role() -> Iterator[tuple[str, str]]:
+    """A login role that is no superuser and has no CREATE on any database: what a managed
+    database may give the app. Needs a TEST_DATABASE_URL user that may create roles."""
+    base = os.environ["TEST_DATABASE_URL"]
+    may = "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    if not _inspect(base, lambda sync: sync.execute(text(may)).scalar()):
+        pytest.skip("the TEST_DATABASE_URL user may not create roles")
+    role, password = f"tm_restricted_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+    admin_sql(base, f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    try:
+        yield role, password
+    finally:
+        admin_sql(base, f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.skipif(not _POSTGRES, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+@pytest.mark.parametrize("preinstalled", [False, True], ids=["refused", "preinstalled"])
+def test_trigram_migration_as_a_role_that_may_not_create_extensions(
+    restricted_role: tuple[str, str], preinstalled: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pg_trgm and btree_gin are trusted extensions, so a database owner may install them; a role
+    without CREATE on the database may not. Its upgrade still succeeds, without the trigram
+    indexes, unless an administrator installed the extensions beforehand."""
+    base = os.environ["TEST_DATABASE_URL"]
+    role, password = restricted_role
+    name = f"tm_migrations_{uuid.uuid4().hex[:8]}"
+    admin_sql(base, f'CREATE DATABASE "{name}"')  # owned by the administrator, not by the role
+    try:
+        admin_sql(base, f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"', database=name)
+        if preinstalled:
+            admin_sql(base, "CREATE EXTENSION pg_trgm; CREATE EXTENSION btree_gin", database=name)
+        url = normalize_database_url(base).set(username=role, password=password, database=name)
+        as_role = url.render_as_string(hide_password=False)
+
+        with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+            migrate(as_role)
+
+        refused = [r.getMessage() for r in caplog.records if "refused (42501" in r.getMessage()]
+        assert len(refused) == (0 if preinstalled else 1), caplog.text
+        assert _tables(as_role) >= APP_TABLES
+        version = "SELECT version_num FROM alembic_version"
+        assert _inspect(as_role, lambda sync: sync.execute(text(version)).scalar()) == "0005"
+        indexes = _task_indexes(as_role)
+        assert TRIGRAM_INDEXES & indexes == (TRIGRAM_INDEXES if preinstalled else set())
+        migrate(as_role, "base", down=True)
+        assert _tables(as_role) == set()
+    finally:
+        admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -93,10 +93,15 @@ async def test_search_treats_wildcards_literally(client: httpx.AsyncClient, user
     await make_task(client, user, title="snake_case")
     await make_task(client, user, title="snakeXcase")
     await make_task(client, user, title="back\\slash")
+    # Terms without three letters or digits in a row, which no trigram index can serve...
     assert await _titles(client, user, search="%") == ["100% done"]
     assert await _titles(client, user, search="0%") == ["100% done"]
     assert await _titles(client, user, search="e_c") == ["snake_case"]
     assert await _titles(client, user, search="\\") == ["back\\slash"]
+    # ...and terms with them (ILIKE, which PostgreSQL's trigram indexes can serve).
+    assert await _titles(client, user, search="100%") == ["100% done"]
+    assert await _titles(client, user, search="SNAKE_case") == ["snake_case"]
+    assert await _titles(client, user, search="ack\\sl") == ["back\\slash"]
 
 
 async def test_sort_by_priority_orders_by_rank_not_alphabet(
