@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import ClauseElement, Executable, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -114,6 +115,37 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(**{_READ_ONLY: True})
     return engine.execution_options(isolation_level="AUTOCOMMIT", **{_READ_ONLY: True})
+
+
+class DriverQuery:
+    """A statement compiled once for asyncpg, run on the driver connection of a pooled
+    connection: the hot reads skip SQLAlchemy's per-execution work (execution context, greenlet
+    hop, result wrapping) but keep its pool, idle ping and connection lifecycle.
+
+    Errors keep SQLAlchemy's handling too: when the driver call fails, the statement runs again
+    through SQLAlchemy on the same connection, which either answers (a transient failure) or
+    fails as every other statement does: translated to a DBAPIError, and a dead connection
+    invalidated along with the pool's older ones (so the caller sees the usual 503)."""
+
+    def __init__(self, statement: Executable, engine: AsyncEngine) -> None:
+        compiled = cast(ClauseElement, statement).compile(dialect=engine.dialect)
+        self.statement = statement
+        self.sql = str(compiled)
+        self.names = tuple(getattr(compiled, "positiontup", None) or ())
+
+    async def fetchrow(
+        self, engine: AsyncEngine, params: dict[str, Any]
+    ) -> Mapping[str, Any] | None:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has one
+            try:
+                record = await driver.fetchrow(self.sql, *(params[name] for name in self.names))
+            except Exception:
+                result = await connection.execute(self.statement, params)
+                found = result.mappings().first()
+                return None if found is None else dict(found)
+            return None if record is None else dict(record.items())
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

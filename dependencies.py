@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import RowMapping, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import db_models
@@ -130,13 +130,13 @@ OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]
 
 async def get_owned_task_row(
     request: Request, task_id: TaskID, user_id: CurrentUserID
-) -> RowMapping:
+) -> Mapping[str, Any]:
     """The caller's task, for reading: a Core row (columns, `version`, `tags`), one statement."""
     engine = await get_read_engine(request)
     return await task_reads.get_owned_task(engine, user_id=user_id, task_id=task_id)
 
 
-OwnedTaskRow = Annotated[RowMapping, Depends(get_owned_task_row)]
+OwnedTaskRow = Annotated[Mapping[str, Any], Depends(get_owned_task_row)]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------

@@ -8,6 +8,7 @@ each task's tags aggregated in SQL. The ORM stays for the writes (optimistic con
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -21,7 +22,6 @@ from sqlalchemy import (
     FromClause,
     Integer,
     Row,
-    RowMapping,
     String,
     bindparam,
     case,
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import UnaryExpression
 
+from db_config import DriverQuery
 from db_models import Task, TaskTag, User, UTCDateTime
 from exceptions import InvalidTokenError, TaskAccessDeniedError, TaskNotFoundError
 from models import SortField, TaskFilters
@@ -83,10 +84,9 @@ def _tag_list(value: Any) -> list[str]:
     return list(value)
 
 
-def _task_dict(row: Row[Any] | RowMapping) -> dict[str, Any]:
+def _task_dict(source: Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
     """A row as TaskRead's fields, in TaskRead's order (the JSON keys come out in this order)."""
-    if isinstance(row, Row):
-        row = row._mapping
+    row: Mapping[Any, Any] = source._mapping if isinstance(source, Row) else source
     return {
         "id": row["id"],
         "title": row["title"],
@@ -128,13 +128,30 @@ def _owned_task_statement(dialect: str) -> Executable:
     return statement
 
 
-async def get_owned_task(engine: AsyncEngine, *, user_id: int, task_id: int) -> RowMapping:
+_DRIVER_QUERIES: dict[str, DriverQuery] = {}
+
+
+def _driver_query(engine: AsyncEngine) -> DriverQuery:
+    # The SQL depends on the dialect only, so one per dialect name (compiled on first use).
+    query = _DRIVER_QUERIES.get(engine.dialect.name)
+    if query is None:
+        statement = _owned_task_statement(engine.dialect.name)
+        query = _DRIVER_QUERIES[engine.dialect.name] = DriverQuery(statement, engine)
+    return query
+
+
+async def get_owned_task(engine: AsyncEngine, *, user_id: int, task_id: int) -> Mapping[str, Any]:
     """The caller's task (with `version` and `tags`): 401 if the caller no longer exists,
     404 if the task does not, 403 if it is someone else's. One statement."""
-    statement = _owned_task_statement(engine.dialect.name)
-    async with engine.connect() as connection:
-        result = await connection.execute(statement, {"user_id": user_id, "task_id": task_id})
-        row: RowMapping | None = result.mappings().one_or_none()
+    params = {"user_id": user_id, "task_id": task_id}
+    row: Mapping[str, Any] | None
+    if engine.dialect.name == "postgresql":
+        row = await _driver_query(engine).fetchrow(engine, params)
+    else:
+        async with engine.connect() as connection:
+            result = await connection.execute(_owned_task_statement("sqlite"), params)
+            found = result.mappings().one_or_none()
+            row = None if found is None else dict(found)
     if row is None:
         raise InvalidTokenError()
     if row["id"] is None:
@@ -144,12 +161,12 @@ async def get_owned_task(engine: AsyncEngine, *, user_id: int, task_id: int) -> 
     return row
 
 
-def task_fields(row: RowMapping) -> dict[str, Any]:
+def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """A task row as TaskRead's fields, in TaskRead's order."""
     return _task_dict(row)
 
 
-def task_json(row: RowMapping) -> bytes:
+def task_json(row: Mapping[str, Any]) -> bytes:
     """A task row as the JSON body of a TaskRead."""
     return _dumps(_task_dict(row))
 

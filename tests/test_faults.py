@@ -39,8 +39,11 @@ async def test_database_cut_mid_run_gives_503_then_recovers_with_nothing_half_wr
             bulk = {"task_ids": [t["id"] for t in tasks], "updates": {"title": "changed"}}
 
             proxy.stop()  # the database goes away mid-run
+            one = f"/tasks/{tasks[0]['id']}"
             for response in (
                 await client.get("/tasks", headers=user.headers),
+                # Read on asyncpg directly (db_config.DriverQuery): the same 503.
+                await client.get(one, headers=user.headers),
                 await client.patch("/tasks/bulk", json=bulk, headers=user.headers),
             ):
                 body = assert_error(response, 503)
@@ -54,6 +57,9 @@ async def test_database_cut_mid_run_gives_503_then_recovers_with_nothing_half_wr
             ]
             assert statuses[-2:] == [200, 200], statuses
             assert set(statuses) <= {200, 503}, statuses
+            fetched = await client.get(one, headers=user.headers)
+            assert fetched.status_code == 200
+            assert fetched.json()["title"] == "t0"
             listed = await client.get("/tasks", headers=user.headers)
             assert [t["title"] for t in listed.json()] == ["t0", "t1", "t2"]
     finally:
