@@ -83,6 +83,7 @@ def _trigram_index(column: str) -> Index:
         column,
         postgresql_using="gin",
         postgresql_ops={column: "gin_trgm_ops"},
+        postgresql_with={"gin_pending_list_limit": 256},  # kB: see migration 0005
     ).ddl_if(dialect="postgresql")
 
 

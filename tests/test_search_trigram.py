@@ -65,7 +65,9 @@ async def test_migration_created_the_trigram_indexes(database_url: str) -> None:
     await engine.dispose()
     assert {"pg_trgm", "btree_gin"} <= installed
     for name, column in TRIGRAM_INDEXES.items():
-        assert f"USING gin (user_id, {column} gin_trgm_ops)" in definitions[name]
+        assert definitions[name].endswith(
+            f"USING gin (user_id, {column} gin_trgm_ops) WITH (gin_pending_list_limit='256')"
+        )
 
 
 @pytest.fixture
