@@ -68,14 +68,21 @@ def _iso_date_only(value: object) -> object:
     return value
 
 
+# Whitespace spelled out: `\s` differs between Python's re (which counts \x1c-\x1f and \x85) and
+# the ECMA regexes a schema's reader uses (which count \ufeff), so a `\S` pattern documented and
+# enforced different sets. This class is every character either calls whitespace.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 # The schema's pattern says what the stripped value needs (a visible character), so the documented
 # constraints and the accepted values are the same set.
-Title = Annotated[str, StringConstraints(max_length=200, pattern=r"\S"), AfterValidator(_strip)]
+Title = Annotated[
+    str, StringConstraints(max_length=200, pattern=f"[^{_SPACE}]"), AfterValidator(_strip)
+]
 Description = Annotated[str, StringConstraints(max_length=1000)]
 Tag = Annotated[
     str,
     StringConstraints(
-        max_length=50, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+        max_length=50,
+        pattern=rf"^[^\x00-\x1f\x7f]*[^{_SPACE}\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
     ),
     AfterValidator(_strip),
 ]
