@@ -2,7 +2,8 @@
 
 No ORM identity map, no second validation by FastAPI: each read is one statement on an
 autocommit connection (`db_config.read_only`) that also proves the caller still exists, with
-each task's tags aggregated in SQL. The ORM stays for the writes (optimistic concurrency).
+each task's tags aggregated in SQL. Create and PATCH are Core too (services.tasks); the ORM
+stays for the other writes (tags, delete, bulk update).
 """
 
 from __future__ import annotations

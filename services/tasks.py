@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from background_tasks import CompletedTask
-from db_config import read_only
 from db_models import Task, TaskTag, User, utcnow
 from exceptions import (
     BadRequestError,
@@ -87,9 +86,9 @@ _BUMP_DATA_VERSION = (
 )
 
 
-async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> bool:
+async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> None:
     """Touch the tasks (their version moves with the UPDATE) and the user's data_version,
-    which keys the stats cache (see services.stats). False if the user no longer exists."""
+    which keys the stats cache (see services.stats)."""
     now = utcnow()
     for task in tasks:
         task.updated_at = now
@@ -98,8 +97,7 @@ async def _record_write(session: AsyncSession, user_id: int, *tasks: Task) -> bo
     await session.flush()
     # A Core UPDATE on the table: the ORM-enabled form would also evaluate the change against
     # the identity map (a third of a create's CPU), and nothing reads data_version back here.
-    result = await session.execute(_BUMP_DATA_VERSION, {"user_id": user_id})
-    return bool(getattr(result, "rowcount", 1))
+    await session.execute(_BUMP_DATA_VERSION, {"user_id": user_id})
 
 
 def _check_version(task: Task, allowed_versions: frozenset[int] | None) -> None:
@@ -520,9 +518,7 @@ async def _patch_postgresql(engine: AsyncEngine, patch: _Patch) -> _Patched:
             # as it is now (its own version: body and ETag always agree).
             from services import task_reads
 
-            current = await task_reads.get_owned_task(
-                read_only(engine), user_id=user_id, task_id=task_id
-            )
+            current = await task_reads.get_owned_task(engine, user_id=user_id, task_id=task_id)
             row = {**current, "was_completed": row["was_completed"], **_owner(row)}
             tags = task_reads.task_fields(current)["tags"]
     return _Patched(row, tags, bool(row["was_completed"]), row["username"], row["email"])
