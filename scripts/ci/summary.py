@@ -1,9 +1,9 @@
-"""Print one closing line over the JUnit XML reports of CI's test runs.
+"""Check the JUnit XML reports of CI's test runs, and print their counts.
 
-`.ci/run` runs pytest twice (SQLite, then PostgreSQL + Redis) and then tools whose own closing
-lines are not test counts (schemathesis ends on a pytest-style "N warnings in Xs" banner). This
-line, printed last, states what the suites executed: `ci: N passed, N failed, N skipped`.
-It exits 1 when a report is missing or counts no test, so a run that executed nothing fails.
+`.ci/run` runs pytest twice (SQLite, then PostgreSQL + Redis, last). This exits 1 when a report
+is missing, counts no test or counts a failure, so a run that executed nothing fails. With
+`--quiet` it prints only on failure: the PostgreSQL suite's own pytest line stays the last
+test-runner line of CI's output. Without, it ends on `ci: N passed, N failed, N skipped`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def counts(report: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def main(paths: list[str]) -> int:
+def main(args: list[str]) -> int:
+    quiet = "--quiet" in args
+    paths = [arg for arg in args if arg != "--quiet"]
     passed = failed = skipped = 0
     for name in paths:
         report = Path(name)
@@ -34,10 +36,13 @@ def main(paths: list[str]) -> int:
             print(f"ci: missing test report {report}", file=sys.stderr)
             return 1
         p, f, s = counts(report)
-        print(f"{report.stem}: {p} passed, {f} failed, {s} skipped", file=sys.stderr)
+        if not quiet:
+            print(f"{report.stem}: {p} passed, {f} failed, {s} skipped", file=sys.stderr)
         passed, failed, skipped = passed + p, failed + f, skipped + s
-    print(f"ci: {passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if passed and not failed else 1
+    ok = bool(passed) and not failed
+    if not quiet or not ok:
+        print(f"ci: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
