@@ -103,7 +103,7 @@ class Task(Base):
             "priority",
             "due_date",
         ),
-        # Search (services.task_reads): ILIKE '%term%' as an index condition. Led by the owner
+        # Search (services.task_filters): ILIKE '%term%' as an index condition. Led by the owner
         # (btree_gin), so even a generic plan reads one user's entries, never every user's.
         *(_trigram_index(column) for column in ("title", "description")),
     )
@@ -117,10 +117,8 @@ class Task(Base):
     due_date: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Optimistic concurrency: every UPDATE says WHERE version = <the version read> and bumps it,
-    # so a write based on a stale read fails (StaleDataError) instead of silently winning.
+    # Moved by every write, in the write's own UPDATE (services.task_store): the task's ETag.
     version: Mapped[int] = mapped_column(Integer)
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy reads it as is)
 
     # Loaded with a JOIN so a task and its tags come back in one round trip.
     tag_rows: Mapped[list[TaskTag]] = relationship(

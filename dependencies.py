@@ -1,8 +1,9 @@
-"""Typed dependencies: the session, settings, cache, the current user and owned resources."""
+"""Typed dependencies: the session, settings, cache, the current user, and the tasks and files
+the caller may use (decided by services.access, the one authorization clause)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -12,17 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import db_models
 from auth import token_user_id
-from db_config import read_only
-from exceptions import (
-    AttachmentAccessDeniedError,
-    AttachmentNotFoundError,
-    InvalidTokenError,
-    TaskAccessDeniedError,
-    TaskNotFoundError,
-)
+from exceptions import AttachmentAccessDeniedError, AttachmentNotFoundError, InvalidTokenError
 from models import MAX_ID
 from redis_config import Cache
-from services import task_reads
+from services.access import Need, task_clause
+from services.task_store import TaskRow, TaskStore
 from settings import Settings
 from storage import Storage
 
@@ -49,12 +44,9 @@ async def get_engine(request: Request) -> AsyncEngine:
 
 
 async def get_read_engine(request: Request) -> AsyncEngine:
-    """The engine in autocommit, for reads that need no transaction (built once per app)."""
-    state = request.app.state
-    engine: AsyncEngine | None = getattr(state, "read_engine", None)
-    if engine is None or engine.sync_engine.pool is not state.engine.sync_engine.pool:
-        engine = state.read_engine = read_only(state.engine)
-    return engine
+    """The engine in autocommit, for reads that need no transaction (the task store's)."""
+    store: TaskStore = request.app.state.tasks
+    return store.reads
 
 
 async def get_secret_key(request: Request) -> str:
@@ -83,7 +75,7 @@ async def get_current_user_id(
     request: Request, token: Annotated[str | None, Depends(_bearer)]
 ) -> int:
     """The id a valid token names. Whether that user still exists is checked by the query that
-    loads the caller's data (one round trip, not two): see CurrentUser and services.task_reads."""
+    loads the caller's data (one round trip, not two): see CurrentUser and services.task_store."""
     if not token:
         raise InvalidTokenError("Not authenticated")
     secret: str = request.app.state.secret_key
@@ -105,38 +97,25 @@ CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
 TaskID = Annotated[int, Path(gt=0, le=MAX_ID)]
 
 
-async def get_owned_task(
-    task_id: TaskID, session: SessionDep, user_id: CurrentUserID
-) -> db_models.Task:
-    """The caller's task, for writing: the user and the task (with its tags) in one statement."""
-    stmt = (
-        select(db_models.User, db_models.Task)
-        .outerjoin(db_models.Task, db_models.Task.id == task_id)
-        .where(db_models.User.id == user_id)
-    )
-    row = (await session.execute(stmt)).unique().one_or_none()
-    if row is None:
-        raise InvalidTokenError()
-    task = row[1]
-    if task is None:
-        raise TaskNotFoundError(task_id)
-    if task.user_id != user_id:
-        raise TaskAccessDeniedError(task_id)
-    return task
+async def get_task_store(request: Request) -> TaskStore:
+    store: TaskStore = request.app.state.tasks
+    return store
 
 
-OwnedTask = Annotated[db_models.Task, Depends(get_owned_task)]
+TaskStoreDep = Annotated[TaskStore, Depends(get_task_store)]
 
 
-async def get_owned_task_row(
-    request: Request, task_id: TaskID, user_id: CurrentUserID
-) -> Mapping[str, Any]:
-    """The caller's task, for reading: a Core row (columns, `version`, `tags`), one statement."""
-    engine = await get_read_engine(request)
-    return await task_reads.get_owned_task(engine, user_id=user_id, task_id=task_id)
+def _task_for(need: Need) -> Any:
+    async def task_for(task_id: TaskID, store: TaskStoreDep, user_id: CurrentUserID) -> TaskRow:
+        """The path's task, if the caller may use it for this need (else 401 / 404 / 403)."""
+        return await store.read(user_id=user_id, task_id=task_id, need=need)
+
+    return task_for
 
 
-OwnedTaskRow = Annotated[Mapping[str, Any], Depends(get_owned_task_row)]
+# What a route needs of the path's task: declared, never checked by hand.
+ReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ))]
+WritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE))]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------
@@ -194,21 +173,27 @@ IfNoneMatch = Annotated[
 FileID = Annotated[int, Path(gt=0, le=MAX_ID)]
 
 
-async def get_owned_file(
-    file_id: FileID, session: SessionDep, user: CurrentUser
-) -> db_models.TaskFile:
-    stmt = (
-        select(db_models.TaskFile, db_models.Task.user_id)
-        .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
-        .where(db_models.TaskFile.id == file_id)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        raise AttachmentNotFoundError(file_id)
-    file, owner_id = row
-    if owner_id != user.id:
-        raise AttachmentAccessDeniedError(file_id)
-    return file
+def _file_for(need: Need) -> Any:
+    async def file_for(
+        file_id: FileID, session: SessionDep, user: CurrentUser
+    ) -> db_models.TaskFile:
+        """The file, if the caller may use its task for this need (else 404 / 403)."""
+        stmt = (
+            select(db_models.TaskFile, task_clause(need).label("allowed"))
+            .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
+            .where(db_models.TaskFile.id == file_id)
+        )
+        row = (await session.execute(stmt, {"the_caller": user.id})).one_or_none()
+        if row is None:
+            raise AttachmentNotFoundError(file_id)
+        file, allowed = row
+        if not allowed:
+            raise AttachmentAccessDeniedError(file_id)
+        return file
+
+    return file_for
 
 
-OwnedFile = Annotated[db_models.TaskFile, Depends(get_owned_file)]
+ReadableFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.READ))]
+# Deleting a file is the task owner's (a share's editor will delete only their own uploads).
+OwnedFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.OWNER))]

@@ -17,6 +17,7 @@ from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
 from request_limits import RequestSizeLimitMiddleware
 from routers import auth, files, health, tasks
+from services import tasks as task_service
 from settings import Settings, get_settings, resolve_secret_key
 from storage import build_storage
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secret_key = resolve_secret_key(settings)
         app.state.engine = build_engine(settings)
         app.state.sessionmaker = build_sessionmaker(app.state.engine)
+        app.state.tasks = task_service.store_for(app.state.engine)
         app.state.cache = build_cache(settings)
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from db_config import build_engine, read_only
 from models import TaskFilters
 from services import stats as stats_service
-from services import task_reads
+from services.task_store import TaskStore
 from settings import Settings
 
 
@@ -65,7 +65,7 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
             captured.clear()
             if name == "list":
                 filters = TaskFilters.model_validate(FILTERS)
-                await task_reads.list_tasks(reads, user_id=user_id, filters=filters)
+                await TaskStore(engine).list_page(user_id=user_id, filters=filters)
             else:
                 async with reads.connect() as connection:
                     await stats_service.compute_stats(connection, user_id=user_id)

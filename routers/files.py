@@ -8,7 +8,15 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 import db_models
-from dependencies import OwnedFile, OwnedTask, SessionDep, SettingsDep, StorageDep
+from dependencies import (
+    OwnedFile,
+    ReadableFile,
+    ReadableTask,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    WritableTask,
+)
 from models import FileRead, error_responses
 from rate_limit_config import active_limit, limiter
 from services import files as file_service
@@ -60,7 +68,7 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
 async def upload_file(
     request: Request,
     response: Response,
-    task: OwnedTask,
+    task: WritableTask,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -70,7 +78,7 @@ async def upload_file(
     """Attach a file to a task (multipart field `file`; size and type are checked as it streams)."""
     return await file_service.upload_file(
         session,
-        task=task,
+        task_id=task["id"],
         storage=storage,
         body=request.stream(),
         content_type=content_type,
@@ -81,9 +89,9 @@ async def upload_file(
 
 
 @task_files_router.get("", response_model=list[FileRead], responses=_OWNED)
-async def list_files(task: OwnedTask, session: SessionDep) -> list[db_models.TaskFile]:
+async def list_files(task: ReadableTask, session: SessionDep) -> list[db_models.TaskFile]:
     """List the files attached to a task."""
-    return await file_service.list_files(session, task=task)
+    return await file_service.list_files(session, task_id=task["id"])
 
 
 @files_router.get(
@@ -91,7 +99,7 @@ async def list_files(task: OwnedTask, session: SessionDep) -> list[db_models.Tas
     response_class=StreamingResponse,
     responses={**_DOWNLOAD, **_OWNED, **error_responses(502, 503)},
 )
-async def download_file(file: OwnedFile, session: SessionDep, storage: StorageDep) -> Response:
+async def download_file(file: ReadableFile, session: SessionDep, storage: StorageDep) -> Response:
     """Download a file: its exact bytes, as an attachment."""
     chunks = await file_service.open_file(session, file=file, storage=storage)
     return StreamingResponse(

@@ -7,25 +7,20 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 
-import db_models
 from dependencies import (
     CacheDep,
-    CurrentUser,
     CurrentUserID,
     IfMatch,
     IfNoneMatch,
-    OwnedTask,
-    OwnedTaskRow,
+    ReadableTask,
     ReadEngineDep,
-    SessionDep,
     SettingsDep,
     StorageDep,
     TaskID,
+    TaskStoreDep,
     etag_of,
-    get_owned_task_row,
     not_modified,
 )
-from exceptions import PreconditionFailedError
 from models import (
     BulkUpdate,
     TagList,
@@ -38,8 +33,8 @@ from models import (
 )
 from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
-from services import task_reads
 from services import tasks as task_service
+from services.task_store import TaskRow, task_json, tasks_json
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 _OWNED = error_responses(403, 404, 422)
@@ -69,17 +64,23 @@ def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) 
     return {"X-Total-Count": str(total), "Link": link}
 
 
+def _task_response(task: TaskRow, status_code: int = 200) -> Response:
+    """A task with its ETag: the one way a route answers with a task."""
+    headers = {"ETag": etag_of(task["version"])}
+    return Response(task_json(task), status_code=status_code, media_type=_JSON, headers=headers)
+
+
 @router.get("", response_model=list[TaskRead], responses=error_responses(422))
 async def list_tasks(
     request: Request,
     filters: Annotated[TaskFilters, Query()],
-    engine: ReadEngineDep,
+    store: TaskStoreDep,
     user_id: CurrentUserID,
 ) -> Response:
     """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
-    body, total = await task_reads.list_tasks(engine, user_id=user_id, filters=filters)
+    tasks, total = await task_service.list_tasks(store, user_id=user_id, filters=filters)
     headers = _pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
-    return Response(body, media_type=_JSON, headers=headers)
+    return Response(tasks_json(tasks), media_type=_JSON, headers=headers)
 
 
 @router.post("", status_code=201, response_model=TaskRead, responses=error_responses(400, 422))
@@ -88,17 +89,12 @@ async def create_task(
     request: Request,
     response: Response,
     data: TaskCreate,
+    store: TaskStoreDep,
     user_id: CurrentUserID,
 ) -> Response:
     """Create a task."""
-    engine = request.app.state.engine
-    fields, version = await task_service.create_task(engine, user_id=user_id, data=data)
-    return Response(
-        task_reads.fields_json(fields),
-        status_code=201,
-        media_type=_JSON,
-        headers={"ETag": etag_of(version)},
-    )
+    task = await task_service.create_task(store, user_id=user_id, data=data)
+    return _task_response(task, status_code=201)
 
 
 @router.get("/stats", response_model=TaskStats)
@@ -115,20 +111,21 @@ async def get_stats(
 @router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
 async def bulk_update_tasks(
     data: BulkUpdate,
-    session: SessionDep,
-    user: CurrentUser,
+    store: TaskStoreDep,
+    user_id: CurrentUserID,
     background: BackgroundTasks,
     settings: SettingsDep,
-) -> list[db_models.Task]:
+) -> Response:
     """Apply the same update to several tasks: all of them or none."""
-    return await task_service.bulk_update(
-        session,
-        user=user,
+    tasks = await task_service.bulk_update(
+        store,
+        user_id=user_id,
         task_ids=data.task_ids,
         changes=data.updates.changes(),
         background=background,
         settings=settings,
     )
+    return Response(tasks_json(tasks), media_type=_JSON)
 
 
 @router.get(
@@ -136,19 +133,18 @@ async def bulk_update_tasks(
     response_model=TaskRead,
     responses={**_OWNED, 304: {"description": "Not modified: If-None-Match names this version"}},
 )
-async def get_task(task: OwnedTaskRow, if_none_match: IfNoneMatch = None) -> Response:
+async def get_task(task: ReadableTask, if_none_match: IfNoneMatch = None) -> Response:
     """Return one of the caller's tasks (with an ETag; If-None-Match gives 304)."""
-    etag = etag_of(task["version"])
     if not_modified(if_none_match, task["version"]):
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(task_reads.task_json(task), media_type=_JSON, headers={"ETag": etag})
+        return Response(status_code=304, headers={"ETag": etag_of(task["version"])})
+    return _task_response(task)
 
 
 @router.patch("/{task_id:int}", response_model=TaskRead, responses=_CONDITIONAL)
 async def update_task(
     task_id: TaskID,
     data: TaskUpdate,
-    request: Request,
+    store: TaskStoreDep,
     user_id: CurrentUserID,
     background: BackgroundTasks,
     settings: SettingsDep,
@@ -156,41 +152,32 @@ async def update_task(
 ) -> Response:
     """Change some fields of a task, validated as on create; If-Match guards against lost
     updates (412); completing a task emails its owner."""
-    changes = data.changes()
-    if not changes:  # nothing to write: the task as it is (and If-Match still applies)
-        task = await get_owned_task_row(request, task_id, user_id)
-        if if_match is not None and task["version"] not in if_match:
-            raise PreconditionFailedError(task_id)
-        fields, version = task_reads.task_fields(task), task["version"]
-    else:
-        fields, version = await task_service.update_task(
-            request.app.state.engine,
-            user_id=user_id,
-            task_id=task_id,
-            changes=changes,
-            background=background,
-            settings=settings,
-            allowed_versions=if_match,
-        )
-    return Response(
-        task_reads.fields_json(fields), media_type=_JSON, headers={"ETag": etag_of(version)}
+    task = await task_service.update_task(
+        store,
+        user_id=user_id,
+        task_id=task_id,
+        changes=data.changes(),
+        background=background,
+        settings=settings,
+        allowed_versions=if_match,
     )
+    return _task_response(task)
 
 
 @router.delete("/{task_id:int}", status_code=204, responses=_CONDITIONAL)
 async def delete_task(
-    task: OwnedTask,
-    session: SessionDep,
-    user: CurrentUser,
+    task_id: TaskID,
+    store: TaskStoreDep,
+    user_id: CurrentUserID,
     storage: StorageDep,
     background: BackgroundTasks,
     if_match: IfMatch,
 ) -> None:
     """Delete a task with its tags and files (If-Match: only if still at that version)."""
     await task_service.delete_task(
-        session,
-        user=user,
-        task=task,
+        store,
+        user_id=user_id,
+        task_id=task_id,
         storage=storage,
         background=background,
         allowed_versions=if_match,
@@ -199,33 +186,29 @@ async def delete_task(
 
 @router.post("/{task_id:int}/tags", response_model=TaskRead, responses=_CONDITIONAL)
 async def add_tags(
+    task_id: TaskID,
     tags: Annotated[TagList, Body(min_length=1)],
-    task: OwnedTask,
-    session: SessionDep,
-    user: CurrentUser,
+    store: TaskStoreDep,
+    user_id: CurrentUserID,
     if_match: IfMatch,
-    response: Response,
-) -> db_models.Task:
+) -> Response:
     """Add tags (a JSON array of strings); tags already present are not doubled."""
     task = await task_service.add_tags(
-        session, user=user, task=task, tags=tags, allowed_versions=if_match
+        store, user_id=user_id, task_id=task_id, tags=tags, allowed_versions=if_match
     )
-    response.headers["ETag"] = etag_of(task.version)
-    return task
+    return _task_response(task)
 
 
 @router.delete("/{task_id:int}/tags/{tag}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
+    task_id: TaskID,
     tag: Annotated[str, Path(min_length=1, max_length=50)],
-    task: OwnedTask,
-    session: SessionDep,
-    user: CurrentUser,
+    store: TaskStoreDep,
+    user_id: CurrentUserID,
     if_match: IfMatch,
-    response: Response,
-) -> db_models.Task:
+) -> Response:
     """Remove one tag from a task."""
     task = await task_service.remove_tag(
-        session, user=user, task=task, tag=tag, allowed_versions=if_match
+        store, user_id=user_id, task_id=task_id, tag=tag, allowed_versions=if_match
     )
-    response.headers["ETag"] = etag_of(task.version)
-    return task
+    return _task_response(task)

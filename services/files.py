@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 from fastapi import BackgroundTasks
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from background_tasks import delete_blobs
-from db_models import Task, TaskFile
+from db_models import TaskFile
 from exceptions import AttachmentNotFoundError, PayloadTooLargeError, TaskNotFoundError
 from services import file_types, uploads
 from storage import BlobNotFoundError, Storage, new_key
@@ -47,7 +47,7 @@ def schedule_blob_cleanup(background: BackgroundTasks, storage: Storage, keys: l
 async def upload_file(
     session: AsyncSession,
     *,
-    task: Task,
+    task_id: int,
     storage: Storage,
     body: AsyncIterator[bytes],
     content_type: str,
@@ -59,7 +59,6 @@ async def upload_file(
     max_body = max_size + uploads.MULTIPART_OVERHEAD
     if content_length is not None and content_length > max_body:
         raise PayloadTooLargeError(max_size)
-    task_id = task.id
     await _end_read_transaction(session)
     async with uploads.open_file_part(body, content_type=content_type, max_body=max_body) as part:
         filename = file_types.display_name(part.filename)
@@ -91,8 +90,8 @@ async def upload_file(
     return row
 
 
-async def list_files(session: AsyncSession, *, task: Task) -> list[TaskFile]:
-    stmt = select(TaskFile).where(TaskFile.task_id == task.id).order_by(TaskFile.id)
+async def list_files(session: AsyncSession, *, task_id: int) -> list[TaskFile]:
+    stmt = select(TaskFile).where(TaskFile.task_id == task_id).order_by(TaskFile.id)
     return list(await session.scalars(stmt))
 
 
@@ -121,13 +120,15 @@ def download_headers(file: TaskFile) -> dict[str, str]:
 async def delete_file(
     session: AsyncSession, *, file: TaskFile, storage: Storage, background: BackgroundTasks
 ) -> None:
-    """Delete the row now and the blob after the response."""
-    await session.delete(file)
+    """Delete the row now and the blob after the response. Of two racing deletes, the one
+    whose DELETE finds no row any more answers 404."""
+    file_id, key, task_id = file.id, file.storage_key, file.task_id
+    deleted = await session.execute(
+        delete(TaskFile).where(TaskFile.id == file_id).returning(TaskFile.id)
+    )
+    if deleted.first() is None:
+        await session.rollback()
+        raise AttachmentNotFoundError(file_id)
     await session.commit()
-    schedule_blob_cleanup(background, storage, [file.storage_key])
-    logger.info("file deleted file_id=%s task_id=%s", file.id, file.task_id)
-
-
-async def storage_keys_of_task(session: AsyncSession, *, task_id: int) -> list[str]:
-    stmt = select(TaskFile.storage_key).where(TaskFile.task_id == task_id)
-    return list(await session.scalars(stmt))
+    schedule_blob_cleanup(background, storage, [key])
+    logger.info("file deleted file_id=%s task_id=%s", file_id, task_id)

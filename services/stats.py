@@ -22,7 +22,7 @@ from exceptions import InvalidTokenError
 from metrics import CACHE_RESULTS
 from models import Priority, TaskStats
 from redis_config import Cache
-from services.tasks import overdue_condition, today
+from services.task_filters import overdue_condition, today
 
 logger = logging.getLogger(__name__)
 

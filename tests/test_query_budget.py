@@ -119,11 +119,12 @@ async def test_patch_is_one_statement_on_postgresql(
     task = await make_task(client, user, tags=["a", "b"])
     postgresql = app.state.engine.dialect.name == "postgresql"
     for body, sqlite_kinds in (
-        # No SELECT of the user or the task first: the UPDATE proves ownership.
-        ({"title": "renamed"}, ["UPDATE", "SELECT", "UPDATE"]),
-        # Completing also locks the row first, to read the value it replaces (the email).
-        ({"completed": True}, ["SELECT", "UPDATE", "SELECT", "UPDATE"]),
-        ({"tags": ["b", "c"]}, ["UPDATE", "DELETE", "INSERT", "UPDATE"]),
+        # The portable write (services.task_store): lock the rows the clause allows (which
+        # also gives the value a completion replaces), read the tags kept, UPDATE, bump.
+        ({"title": "renamed"}, ["SELECT", "SELECT", "UPDATE", "UPDATE"]),
+        ({"completed": True}, ["SELECT", "SELECT", "UPDATE", "UPDATE"]),
+        # Tags sent: none to read; the old ones deleted, the new ones inserted.
+        ({"tags": ["b", "c"]}, ["SELECT", "UPDATE", "DELETE", "INSERT", "UPDATE"]),
     ):
         with statements(app) as seen:
             response = await client.patch(f"/tasks/{task['id']}", json=body, headers=user.headers)
@@ -132,7 +133,9 @@ async def test_patch_is_one_statement_on_postgresql(
         assert response.json() == fetched.json()  # what was answered is what was stored
         assert response.headers["etag"] == fetched.headers["etag"]
         kinds = [statement.split()[0] for statement in seen]
-        assert kinds == (["WITH"] if postgresql else sqlite_kinds), seen
+        # PostgreSQL: one WITH statement, unless tags are sent (services.task_store_pg says why).
+        one_statement = postgresql and "tags" not in body
+        assert kinds == (["WITH"] if one_statement else sqlite_kinds), seen
     assert fetched.json()["tags"] == ["b", "c"]
     assert fetched.json()["title"] == "renamed"
 

@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from db_config import normalize_database_url
 from db_models import Task, User
 from models import TaskFilters
-from services.task_reads import list_tasks
+from services.task_store import TaskStore
 from tests.conftest import migrate
 
 _POSTGRES = (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres")
@@ -133,8 +132,8 @@ async def test_search_through_the_trigram_indexes_finds_exactly_the_matches(
     for term, expected, indexed in CASES:
         sent.clear()
         filters = TaskFilters(search=term, limit=100)
-        body, total = await list_tasks(engine, user_id=user_id, filters=filters)
-        assert [task["title"] for task in orjson.loads(body)] == expected, term
+        tasks, total = await TaskStore(engine).list_page(user_id=user_id, filters=filters)
+        assert [task["title"] for task in tasks] == expected, term
         assert total == len(expected)
         [(statement, parameters)] = sent
         async with engine.connect() as connection:

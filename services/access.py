@@ -1,0 +1,104 @@
+"""The one authorization clause: which tasks a caller may read, write or own.
+
+Every task and file statement joins `task_clause(need)`; every refusal is decided by `refuse`,
+which keeps the original API's distinction: 401 when the caller no longer exists, 404 when the
+task does not exist, 403 when it exists but is not the caller's to use. Shares (view/edit) and
+token scopes are added here, and only here: `task_clause` grows an EXISTS over the shares, and
+`Need` is what a token's scopes are checked against.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from sqlalchemy import ColumnElement, Integer, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db_models import Task, User
+from exceptions import (
+    InvalidTokenError,
+    PreconditionFailedError,
+    TaskAccessDeniedError,
+    TaskNotFoundError,
+)
+
+_TASKS = Task.metadata.tables[Task.__tablename__]
+_USERS = User.metadata.tables[User.__tablename__]
+# The caller and the task, as bound parameters every task statement shares. Not named after
+# columns: an UPDATE reserves those names for its SET clause.
+CALLER = bindparam("the_caller", type_=Integer)
+TASK_ID = bindparam("the_task", type_=Integer)
+
+
+class Need(enum.Enum):
+    """What a route does with a task."""
+
+    READ = "read"
+    WRITE = "write"
+    OWNER = "owner"
+
+
+def task_clause(need: Need) -> ColumnElement[bool]:
+    """The tasks the caller (`the_caller`) may use for `need`. Owner only, for now: a share
+    makes READ (view) and WRITE (edit) wider here, never anywhere else."""
+    del need  # every need is the owner's today
+    return _TASKS.c.user_id == CALLER
+
+
+# The caller's row outer-joined to the task by id (no authorization filter), with whether the
+# clause allows it: the one statement that tells 401, 404 and 403 apart.
+_VERDICTS = {
+    need: select(
+        _USERS.c.id.label("caller"),
+        _TASKS.c.id,
+        task_clause(need).label("allowed"),
+    )
+    .select_from(_USERS.outerjoin(_TASKS, _TASKS.c.id == TASK_ID))
+    .where(_USERS.c.id == CALLER)
+    for need in Need
+}
+
+
+def decide(row: Mapping[Any, Any] | None, *, task_id: int) -> None:
+    """Raise the refusal a `users LEFT JOIN tasks` row means (see `_VERDICTS`), if any."""
+    if row is None:
+        raise InvalidTokenError()
+    if row["id"] is None:
+        raise TaskNotFoundError(task_id)
+    if not row["allowed"]:
+        raise TaskAccessDeniedError(task_id)
+
+
+async def refuse(
+    connection: AsyncConnection,
+    *,
+    user_id: int,
+    task_id: int,
+    need: Need,
+    allowed: frozenset[int] | None = None,
+) -> NoReturn:
+    """Why a write that had to match the caller's task matched nothing: 401, 404 or 403; else
+    the task is there and the caller may use it, so If-Match failed (412) or, without one, the
+    task was deleted meanwhile (404)."""
+    params = {"the_caller": user_id, "the_task": task_id}
+    row = (await connection.execute(_VERDICTS[need], params)).mappings().first()
+    decide(row, task_id=task_id)
+    if allowed is not None:
+        raise PreconditionFailedError(task_id)
+    raise TaskNotFoundError(task_id)
+
+
+def check_version(task_id: int, version: int, allowed: frozenset[int] | None) -> None:
+    """If-Match, checked here and in `version_clause`, nowhere else. `allowed` is None when
+    there is no precondition; a write checks it on the row it has locked, so the version
+    cannot move in between."""
+    if allowed is not None and version not in allowed:
+        raise PreconditionFailedError(task_id)
+
+
+def version_clause() -> ColumnElement[bool]:
+    """If-Match inside a one-statement write (services.task_sql_pg): the same rule as
+    `check_version`, on the row the statement locks; its versions bound as `allowed`."""
+    return _TASKS.c.version.in_(bindparam("allowed", expanding=True))
