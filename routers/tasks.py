@@ -199,7 +199,8 @@ async def add_tags(
     return _task_response(task)
 
 
-@router.delete("/{task_id:int}/tags/{tag}", response_model=TaskRead, responses=_CONDITIONAL)
+# `:path`: a tag may contain "/" (sent as %2F, which the server decodes before routing).
+@router.delete("/{task_id:int}/tags/{tag:path}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
     task_id: TaskID,
     tag: Annotated[str, Path(min_length=1, max_length=50)],

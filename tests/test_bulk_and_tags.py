@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -121,6 +122,20 @@ async def test_remove_tag_returns_task_without_it(client: httpx.AsyncClient) -> 
     assert response.json()["tags"] == ["a", "c"]
     listing = await client.get("/tasks", params={"tag": "b"}, headers=user.headers)
     assert listing.json() == []
+
+
+@pytest.mark.parametrize("tag", ["a/b", "/lead", "trail/", "a//b", "x%2Fy", "caf\u00e9 ?#&"])
+async def test_any_tag_that_can_be_added_can_be_removed(
+    client: httpx.AsyncClient, tag: str
+) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user, tags=["keep", tag])
+    quoted = quote(tag, safe="")  # a client escapes the segment: "/" travels as %2F
+    response = await client.delete(f"/tasks/{task['id']}/tags/{quoted}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["tags"] == ["keep"]
+    again = await client.delete(f"/tasks/{task['id']}/tags/{quoted}", headers=user.headers)
+    assert_error(again, 404, tag=tag, task_id=task["id"])
 
 
 async def test_remove_tag_not_on_task_returns_404(client: httpx.AsyncClient) -> None:
