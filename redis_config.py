@@ -1,8 +1,9 @@
 """The stats cache: Redis when REDIS_URL is set, otherwise an in-process TTL cache.
 
-With Redis, a small in-process tier sits in front of it (`NearCache`): the stats keys are
-versioned (see services.stats), so a key's value never changes and a copy kept in the process
-can never be stale; a repeat read then costs no Redis round trip.
+With Redis, a small in-process tier sits in front of it (`NearCache`): a stats value names the
+data version it was counted at, and services.stats serves it only when that is still the
+user's version, so a copy kept in the process can be old but is never served stale; a repeat
+read then costs no Redis round trip.
 
 A cache is an optimisation, so no cache failure ever fails a request: a Redis error is logged
 once per outage and reads as a miss, and Redis is left alone for REDIS_RETRY_INTERVAL seconds
@@ -107,7 +108,8 @@ class RedisCache:
 
 
 class NearCache:
-    """An in-process copy of a shared cache's values, for keys whose value never changes.
+    """An in-process copy of a shared cache's values, for values that say themselves whether
+    they are still current (services.stats: the data version they were counted at).
 
     Reads try the process first, then the shared cache (keeping what it returns); writes go to
     both. Entries keep the TTL they were written with (a value read from the shared cache is

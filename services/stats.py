@@ -1,12 +1,14 @@
 """Task statistics: counted in SQL, cached per user.
 
-The cache key carries the user's `data_version`, which every write bumps in its own transaction,
-plus today's date (overdue counts change at midnight). A write therefore invalidates the cached
-value on every instance at once, even while Redis is unreachable and cannot be told.
+The cached value carries the user's `data_version` it was counted at; every write bumps that
+version in its own transaction. A read sends one statement that returns the current version
+and, only when it differs from the cached value's, the counts (the counting subqueries are gated
+on it, so PostgreSQL skips them: a one-time filter). So a write invalidates the cached value on
+every instance at once, even while Redis is unreachable and cannot be told, and a miss costs one
+statement, not two. The key also names today's date (overdue counts change at midnight).
 
-Reads run on an autocommit connection (`db_config.read_only`). A hit is one statement (the
-data_version) and a cache read; a miss counts in one more statement that also returns the
-data_version, so the counts are cached under exactly the version they were counted at.
+Reads run on an autocommit connection (`db_config.read_only`): one statement, one snapshot, so
+the counts are exactly those of the version it returns.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ logger = logging.getLogger(__name__)
 
 _HITS = CACHE_RESULTS.labels("hit")
 _MISSES = CACHE_RESULTS.labels("miss")
-_DATA_VERSION = select(User.data_version).where(User.id == bindparam("user_id", type_=Integer))
-
-
 _ON = bindparam("on", type_=Date)
 _USER_ID = bindparam("user_id", type_=Integer)
+# The version of the cached value (-1: none); the counts are only made when it is not current.
+_KNOWN = bindparam("known", type_=Integer)
+_USERS = User.metadata.tables[User.__tablename__]
+_STALE = select(_USERS.c.data_version).where(_USERS.c.id == _USER_ID).scalar_subquery() != _KNOWN
 _TOTALS = (
     select(
         func.count().label("total"),
@@ -42,20 +45,19 @@ _TOTALS = (
         func.count().filter(Task.priority == Priority.HIGH.value).label("high"),
         func.count().filter(overdue_condition(_ON)).label("overdue"),
     )
-    .where(Task.user_id == _USER_ID)
+    .where(Task.user_id == _USER_ID, _STALE)
     .subquery("totals")
 )
 # task_tags.user_id + ix_task_tags_user_id_tag: one index range, no join with tasks.
 _TAG_COUNTS = (
     select(TaskTag.tag.label("tag"), func.count().label("tagged"))
-    .where(TaskTag.user_id == _USER_ID)
+    .where(TaskTag.user_id == _USER_ID, _STALE)
     .group_by(TaskTag.tag)
     .subquery("tag_counts")
 )
-_USERS = User.__table__
-# Built once: SQLAlchemy then reuses the cache key and the compiled SQL. One statement, so one
-# snapshot: the counts are exactly those of the data_version it returns. A row per tag (one
-# with a NULL tag when there are none); no row at all when the user no longer exists.
+# Built once: SQLAlchemy then reuses the cache key and the compiled SQL. A row per tag (one
+# with a NULL tag when there are none or the counts were skipped); no row at all when the user
+# no longer exists.
 _STATS = (
     select(
         _USERS.c.data_version,
@@ -69,13 +71,19 @@ _STATS = (
 )
 
 
-async def compute_stats(connection: AsyncConnection, *, user_id: int) -> tuple[int, TaskStats]:
-    """The caller's statistics and the data_version they were counted at (one statement).
+async def compute_stats(
+    connection: AsyncConnection, *, user_id: int, known: int = -1
+) -> tuple[int, TaskStats | None]:
+    """The user's data_version and, unless it is `known`, their statistics (one statement).
     A caller who no longer exists is a 401."""
-    rows = (await connection.execute(_STATS, {"user_id": user_id, "on": today()})).all()
+    params = {"user_id": user_id, "on": today(), "known": known}
+    rows = (await connection.execute(_STATS, params)).all()
     if not rows:
         raise InvalidTokenError()
     first = rows[0]
+    version = int(first.data_version)
+    if version == known:
+        return version, None
     total, completed = int(first.total), int(first.completed)
     stats = TaskStats(
         total=total,
@@ -90,11 +98,24 @@ async def compute_stats(connection: AsyncConnection, *, user_id: int) -> tuple[i
         by_tag={row.tag: int(row.tagged) for row in rows if row.tag is not None},
         overdue=int(first.overdue),
     )
-    return int(first.data_version), stats
+    return version, stats
 
 
-def _key(user_id: int, data_version: int) -> str:
-    return f"stats:{user_id}:{data_version}:{today().isoformat()}"
+def _key(user_id: int) -> str:
+    return f"stats:{user_id}:{today().isoformat()}"
+
+
+def _cached(value: bytes | None) -> tuple[int, bytes]:
+    """A cached value is `<data_version>` LF `<TaskStats JSON>`; anything else reads as none."""
+    version, _, body = (value or b"").partition(b"\n")
+    if not version.isdigit():
+        return -1, b""
+    try:
+        TaskStats.model_validate_json(body)  # checked, not re-serialised
+    except ValidationError:
+        logger.warning("discarding unreadable cached stats")
+        return -1, b""
+    return int(version), body
 
 
 async def get_stats(
@@ -102,26 +123,14 @@ async def get_stats(
 ) -> tuple[bytes, bool]:
     """The caller's statistics as the JSON of a TaskStats, and whether they came from the
     cache. A caller who no longer exists is a 401."""
+    key = _key(user_id)
+    known, body = _cached(await cache.get(key))
     async with engine.connect() as connection:
-        data_version = (
-            await connection.execute(_DATA_VERSION, {"user_id": user_id})
-        ).scalar_one_or_none()
-    if data_version is None:
-        raise InvalidTokenError()
-    cached = await cache.get(_key(user_id, data_version))
-    if cached is not None:
-        try:
-            # Checked, not re-serialised: the cached bytes are what model_dump_json wrote.
-            TaskStats.model_validate_json(cached)
-        except ValidationError:
-            logger.warning("discarding unreadable cached stats user_id=%s", user_id)
-        else:
-            _HITS.inc()
-            return cached, True
+        version, stats = await compute_stats(connection, user_id=user_id, known=known)
+    if stats is None:
+        _HITS.inc()
+        return body, True
     _MISSES.inc()
-    async with engine.connect() as connection:
-        counted_at, stats = await compute_stats(connection, user_id=user_id)
     body = stats.model_dump_json().encode()
-    # Stored under the version the counts belong to: a write since the first read moved it.
-    await cache.set(_key(user_id, counted_at), body, ttl)
+    await cache.set(key, b"%d\n%s" % (version, body), ttl)
     return body, False
