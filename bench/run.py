@@ -19,55 +19,26 @@ import os
 import platform
 import secrets
 import shlex
-import socket
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-from bench_proc import LUA_DIR, Server, WrkResult, measure
+from bench_context import BENCH, ROOT, Context, check, log, new_server, run_scenario
+from bench_extra import measure_upload, run_profile, run_scale, run_workers
+from bench_proc import LUA_DIR, Server
 from bench_report import SCENARIOS, Scenario, markdown, summarise, targets
 from bench_seed import (
-    FILTERED_QUERY,
-    BenchUser,
-    backend_pids,
-    bulk_seed,
     drop_database,
-    first_task_id,
     migrate,
     recreate_database,
-    register_and_login,
     seed_users,
     server_env,
     write_plans,
 )
 from redis.asyncio import Redis
-
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-UPLOAD_BYTES = 10 * 1024 * 1024
-
-
-@dataclass
-class Context:
-    args: argparse.Namespace
-    out: Path
-    env: dict[str, str]
-    plans: dict[str, Path]
-    users: list[BenchUser]
-    failures: list[str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def machine() -> str:
@@ -95,11 +66,6 @@ def git_head() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )
     return result.stdout.strip() or "unknown"
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -141,50 +107,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def new_server(ctx: Context, name: str, app: str, workers: int) -> Server:
-    return Server(
-        name=name,
-        app=app,
-        port=free_port(),
-        workers=workers,
-        env=ctx.env,
-        log_dir=ctx.out / "logs",
-        cwd=ROOT,
-        uvicorn=ROOT / ".venv/bin/uvicorn",
-        app_dir=BENCH if app.startswith("floor_app") else None,
-    )
-
-
-async def run_scenario(
-    ctx: Context, server: Server, scenario: Scenario, duration: int
-) -> WrkResult:
-    args = ctx.args
-    script_args = [str(ctx.plans[scenario.plan]), *scenario.extra]
-    connections = scenario.connections or args.connections
-    threads = min(args.threads, connections)
-    if scenario.script == "patch_stats.lua":
-        script_args.append(str(threads))
-    names = ["task-manager-api"] if server.name.startswith("api") else ["bench-floor"]
-    db_pids = await backend_pids(args.database_url, names)
-    return await measure(
-        server,
-        scenario.script,
-        script_args,
-        duration=duration,
-        connections=connections,
-        threads=threads,
-        db_pids=db_pids,
-    )
-
-
-def check(ctx: Context, label: str, result: WrkResult) -> None:
-    if result.errors or result.bad_statuses or not result.requests:
-        ctx.failures.append(
-            f"{label}: {result.requests} requests, {result.errors} socket errors, "
-            f"statuses {result.counts}"
-        )
-
-
 async def compare(
     ctx: Context, servers: dict[str, Server], scenarios: list[Scenario]
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -208,123 +130,6 @@ async def compare(
     return runs
 
 
-async def timed(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> tuple[float, Any]:
-    started = time.perf_counter()
-    response = await client.request(method, url, **kw)
-    elapsed = (time.perf_counter() - started) * 1000
-    response.raise_for_status()
-    return elapsed, response
-
-
-async def scale_one(ctx: Context, api: Server, size: int, client: httpx.AsyncClient) -> Any:
-    user = await register_and_login(client, f"scale{size}_{secrets.token_hex(3)}")
-    await bulk_seed(ctx.args.database_url, user.id, size)
-    task_id = await first_task_id(ctx.args.database_url, user.id)
-    headers = {"Authorization": f"Bearer {user.token}"}
-    times: dict[str, list[float]] = {"stats_miss": [], "filtered": [], "list50": []}
-    cache: Counter[str] = Counter()
-    for i in range(ctx.args.scale_iterations + 1):
-        body = {"completed": i % 2 == 0}
-        await client.patch(f"/tasks/{task_id}", json=body, headers=headers)
-        elapsed, response = await timed(client, "GET", "/tasks/stats", headers=headers)
-        cache[response.headers.get("x-cache", "?")] += 1
-        if i:  # the first of each kind warms the connection and the plan cache
-            times["stats_miss"].append(elapsed)
-        for what, url in (("filtered", FILTERED_QUERY), ("list50", "/tasks?limit=50")):
-            elapsed, _ = await timed(client, "GET", url, headers=headers)
-            if i:
-                times[what].append(elapsed)
-    if cache.get("MISS", 0) != ctx.args.scale_iterations + 1:
-        ctx.failures.append(f"scale {size}: stats after PATCH were not all misses: {dict(cache)}")
-    median = {what: round(statistics.median(values), 3) for what, values in times.items()}
-    return user.id, {"user_id": user.id, "median_ms": median, "cache": dict(cache)}
-
-
-async def run_scale(ctx: Context, api: Server) -> dict[str, Any]:
-    sizes = [int(s) for s in ctx.args.scale_sizes.split(",")]
-    entries: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=api.url, timeout=60.0) as client:
-        for size in sizes:
-            log(f"scale: seeding and timing a user with {size:,} tasks")
-            _, entries[str(size)] = await scale_one(ctx, api, size, client)
-    base = entries[str(sizes[0])]["median_ms"]
-    for entry in entries.values():
-        entry["ratio"] = {k: round(v / base[k], 3) for k, v in entry["median_ms"].items()}
-    explain = subprocess.run(
-        [str(ROOT / ".venv/bin/python"), str(BENCH / "bench_explain.py"), ctx.args.database_url]
-        + [str(entries[str(size)]["user_id"]) for size in sizes[1:]],
-        cwd=ROOT,
-        env=ctx.env,
-        capture_output=True,
-        text=True,
-    )
-    plans: Any = {"error": explain.stderr[-2000:]}
-    if explain.returncode == 0:
-        plans = json.loads(explain.stdout)
-    return {
-        "base": sizes[0],
-        "iterations": ctx.args.scale_iterations,
-        "sizes": entries,
-        "explain": plans,
-    }
-
-
-async def measure_upload(ctx: Context, api: Server) -> dict[str, Any]:
-    """Peak RSS (VmHWM) of the worker before and after one 10 MB upload, when the route exists."""
-    user = ctx.users[0]
-    path = ctx.out / "upload.txt"
-    line = b"benchmark upload: plain text, the same line again and again.\n"
-    path.write_bytes((line * (UPLOAD_BYTES // len(line) + 1))[:UPLOAD_BYTES])
-    before = api.rss_mb("VmHWM")
-    async with httpx.AsyncClient(base_url=api.url, timeout=60.0) as client:
-        with path.open("rb") as handle:
-            response = await client.post(
-                f"/tasks/{user.task_ids[0]}/files",
-                files={"file": ("upload.txt", handle, "text/plain")},
-                headers={"Authorization": f"Bearer {user.token}"},
-            )
-    path.unlink()
-    after = api.rss_mb("VmHWM")
-    if response.status_code in (404, 405):
-        return {"note": f"skipped: POST /tasks/{{id}}/files answered {response.status_code}"}
-    if response.status_code != 201:
-        ctx.failures.append(f"upload: {response.status_code} {response.text[:200]}")
-        return {"note": f"upload answered {response.status_code}", "status": response.status_code}
-    delta = max(b - a for a, b in zip(before, after, strict=True))
-    return {"status": 201, "peak_before_mb": before, "peak_after_mb": after, "peak_delta_mb": delta}
-
-
-async def run_workers(ctx: Context, api: Server, api1: Server) -> dict[str, Any]:
-    get = next(s for s in SCENARIOS if s.key == "get")
-    rounds = max(ctx.args.rounds, 1)
-    rps: dict[str, list[float]] = {"n": [], "1": []}
-    for _ in range(rounds):
-        for key, server in (("n", api), ("1", api1)):
-            result = await run_scenario(ctx, server, get, ctx.args.duration)
-            check(ctx, f"workers {server.name}", result)
-            rps[key].append(result.rps)
-    rps_n, rps_1 = statistics.median(rps["n"]), statistics.median(rps["1"])
-    log(f"workers: {api.workers} → {rps_n:.0f} req/s, 1 → {rps_1:.0f} req/s")
-    return {"n": api.workers, "rps_n": rps_n, "rps_1": rps_1, "ratio": round(rps_n / rps_1, 3)}
-
-
-async def run_profile(ctx: Context, api1: Server) -> dict[str, Any]:
-    from bench_profile import profile_scenario
-
-    profiles = {}
-    for key in ctx.args.profile_scenarios.split(","):
-        scenario = next(s for s in SCENARIOS if s.key == key)
-        log(f"profile: py-spy on {api1.name} (pid {api1.pid}) under {scenario.title}")
-        profiles[key] = await profile_scenario(
-            py_spy=ctx.args.py_spy,
-            pid=api1.pid,
-            seconds=ctx.args.profile_seconds,
-            load=run_scenario(ctx, api1, scenario, ctx.args.profile_seconds + 2),
-            out=ctx.out / f"profile-{key}.txt",
-        )
-    return profiles
-
-
 async def cleanup_redis(url: str, prefix: str) -> None:
     """Delete this run's keys only (every key of the run carries its own prefix)."""
     client = Redis.from_url(url)
@@ -334,6 +139,77 @@ async def cleanup_redis(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+def run_meta(args: argparse.Namespace, stamp: str) -> dict[str, str]:
+    return {
+        "started": stamp,
+        "git": git_head(),
+        "machine": machine(),
+        "command": shlex.join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "settings": (
+            f"{args.workers} workers, wrk {args.threads} thread(s) x {args.connections} "
+            f"connections, {args.duration} s per run, {args.rounds} rounds A B, "
+            f"{args.users} users x {args.tasks} tasks, DB_POOL_SIZE={args.pool_size}, "
+            "BCRYPT_ROUNDS=4, RATE_LIMIT_ENABLED=false, LOG_LEVEL=WARNING"
+        ),
+    }
+
+
+async def start_and_seed(ctx: Context, servers: list[Server], stamp: str) -> None:
+    """Start the servers, seed users and tasks through the API, warm every worker up."""
+    args = ctx.args
+    api, floor, api1 = servers
+    await asyncio.gather(*(server.start() for server in servers))
+    log(f"servers up: api {api.url}, floor {floor.url}, api1 {api1.url}")
+    ctx.users = await seed_users(
+        api.url, users=args.users, tasks_per_user=args.tasks, prefix=f"b{stamp[-7:-1]}_"
+    )
+    ctx.plans = write_plans(ctx.out / "plans", ctx.users)
+    log(f"seeded {len(ctx.users)} users x {args.tasks} tasks through the API")
+    # A few requests so each worker has imported and connected what it lazily does.
+    get = next(s for s in SCENARIOS if s.key == "get")
+    for server in servers:
+        await run_scenario(ctx, server, get, 1)
+    await asyncio.sleep(1)
+
+
+async def measure_all(ctx: Context, servers: list[Server], results: dict[str, Any]) -> None:
+    """Every measurement of the run, in order, into results."""
+    args = ctx.args
+    api, floor, api1 = servers
+    results["rss"] = {
+        "api_idle": api.rss_mb(),
+        "floor_idle": floor.rss_mb(),
+        "api1_idle": api1.rss_mb(),
+    }
+    results["upload"] = await measure_upload(ctx, api1)
+    chosen = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
+    runs = await compare(ctx, {"api": api, "floor": floor}, chosen) if args.rounds else {}
+    results["runs"] = runs
+    results["summary"] = summarise(runs)
+    results["rss"]["api_peak"] = api.rss_mb("VmHWM")
+    results["rss"]["floor_peak"] = floor.rss_mb("VmHWM")
+    if args.compare_workers:
+        results["workers"] = await run_workers(ctx, api, api1)
+    if args.scale:
+        results["scale"] = await run_scale(ctx, api)
+    if args.profile:
+        results["profile"] = await run_profile(ctx, api1)
+
+
+def report(ctx: Context, results: dict[str, Any]) -> int:
+    """Write and print the Markdown report, log the outcome; the exit code."""
+    text = markdown(results) if "summary" in results else ""
+    (ctx.out / "results.md").write_text(text)
+    sys.stdout.write(text)
+    missed = [name for name, _, met in targets(results) if met is False]
+    log(f"done in {results['elapsed_s']} s: {ctx.out}/results.json, results.md")
+    if missed:
+        log(f"targets missed ({len(missed)}): see the Targets table (speed never fails the run)")
+    for failure in ctx.failures:
+        log(f"FAILED: {failure}")
+    return 1 if ctx.failures else 0
 
 
 async def bench(args: argparse.Namespace) -> int:
@@ -348,20 +224,7 @@ async def bench(args: argparse.Namespace) -> int:
         prefix=prefix,
         pool_size=args.pool_size,
     )
-    results: dict[str, Any] = {
-        "meta": {
-            "started": stamp,
-            "git": git_head(),
-            "machine": machine(),
-            "command": shlex.join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
-            "settings": (
-                f"{args.workers} workers, wrk {args.threads} thread(s) x {args.connections} "
-                f"connections, {args.duration} s per run, {args.rounds} rounds A B, "
-                f"{args.users} users x {args.tasks} tasks, DB_POOL_SIZE={args.pool_size}, "
-                "BCRYPT_ROUNDS=4, RATE_LIMIT_ENABLED=false, LOG_LEVEL=WARNING"
-            ),
-        }
-    }
+    results: dict[str, Any] = {"meta": run_meta(args, stamp)}
     started = time.monotonic()
     log(f"database {args.database_url}: recreating and migrating")
     await recreate_database(args.database_url)
@@ -373,36 +236,8 @@ async def bench(args: argparse.Namespace) -> int:
         floor = new_server(ctx, "floor", "floor_app:app", args.workers)
         api1 = new_server(ctx, "api1", "main:app", 1)
         servers = [api, floor, api1]
-        await asyncio.gather(*(server.start() for server in servers))
-        log(f"servers up: api {api.url}, floor {floor.url}, api1 {api1.url}")
-        ctx.users = await seed_users(
-            api.url, users=args.users, tasks_per_user=args.tasks, prefix=f"b{stamp[-7:-1]}_"
-        )
-        ctx.plans = write_plans(out / "plans", ctx.users)
-        log(f"seeded {len(ctx.users)} users x {args.tasks} tasks through the API")
-        # A few requests so each worker has imported and connected what it lazily does.
-        get = next(s for s in SCENARIOS if s.key == "get")
-        for server in servers:
-            await run_scenario(ctx, server, get, 1)
-        await asyncio.sleep(1)
-        results["rss"] = {
-            "api_idle": api.rss_mb(),
-            "floor_idle": floor.rss_mb(),
-            "api1_idle": api1.rss_mb(),
-        }
-        results["upload"] = await measure_upload(ctx, api1)
-        chosen = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
-        runs = await compare(ctx, {"api": api, "floor": floor}, chosen) if args.rounds else {}
-        results["runs"] = runs
-        results["summary"] = summarise(runs)
-        results["rss"]["api_peak"] = api.rss_mb("VmHWM")
-        results["rss"]["floor_peak"] = floor.rss_mb("VmHWM")
-        if args.compare_workers:
-            results["workers"] = await run_workers(ctx, api, api1)
-        if args.scale:
-            results["scale"] = await run_scale(ctx, api)
-        if args.profile:
-            results["profile"] = await run_profile(ctx, api1)
+        await start_and_seed(ctx, servers, stamp)
+        await measure_all(ctx, servers, results)
     except Exception as exc:
         ctx.failures.append(f"{type(exc).__name__}: {exc}")
         raise
@@ -415,16 +250,7 @@ async def bench(args: argparse.Namespace) -> int:
         (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         if args.smoke and not args.keep_db:
             await drop_database(args.database_url)
-    report = markdown(results) if "summary" in results else ""
-    (out / "results.md").write_text(report)
-    sys.stdout.write(report)
-    missed = [name for name, _, met in targets(results) if met is False]
-    log(f"done in {results['elapsed_s']} s: {out}/results.json, results.md")
-    if missed:
-        log(f"targets missed ({len(missed)}): see the Targets table (speed never fails the run)")
-    for failure in ctx.failures:
-        log(f"FAILED: {failure}")
-    return 1 if ctx.failures else 0
+    return report(ctx, results)
 
 
 def main() -> None:
