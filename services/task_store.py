@@ -71,16 +71,20 @@ BUMP = (
 )
 
 
-def task_json(row: Mapping[str, Any]) -> bytes:
+def _read_fields(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    # A page's rows are TaskRead's fields already (list_page); a TaskRow also has `version`.
+    return {name: task[name] for name in READ_FIELDS} if "version" in task else task
+
+
+def task_json(task: Mapping[str, Any]) -> bytes:
     """A task as the JSON body of a TaskRead: byte for byte what `TaskRead.model_dump_json()`
     writes (UTC as "Z", dates ISO), without validating what the database already typed."""
-    return orjson.dumps({name: row[name] for name in READ_FIELDS}, option=orjson.OPT_UTC_Z)
+    return orjson.dumps(_read_fields(task), option=orjson.OPT_UTC_Z)
 
 
-def tasks_json(rows: Iterable[Mapping[str, Any]]) -> bytes:
+def tasks_json(tasks: Iterable[Mapping[str, Any]]) -> bytes:
     """A JSON array of TaskReads (see `task_json`)."""
-    fields = [{name: row[name] for name in READ_FIELDS} for row in rows]
-    return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+    return orjson.dumps([_read_fields(task) for task in tasks], option=orjson.OPT_UTC_Z)
 
 
 def tags_of(dialect: str, source: FromClause) -> ColumnElement[Any]:
@@ -111,10 +115,20 @@ def tag_list(value: Any) -> list[str]:
     return list(value)
 
 
+def as_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row of `COLUMNS` (and `tags`, aggregated or a list) as TaskRead's fields, in order."""
+    return {
+        "id": row["id"], "title": row["title"], "description": row["description"],
+        "completed": row["completed"], "priority": row["priority"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "due_date": row["due_date"], "tags": tag_list(row["tags"]), "user_id": row["user_id"],
+    }  # fmt: skip
+
+
 def as_task(row: Mapping[Any, Any]) -> TaskRow:
-    """A row of `COLUMNS` (and `tags`, aggregated or a list) as a TaskRow."""
-    task = {name: row[name] for name in COLUMNS}
-    task["tags"] = tag_list(row["tags"])
+    """A row as a TaskRow: TaskRead's fields, then `version` (the ETag)."""
+    task = as_fields(row)
+    task["version"] = row["version"]
     return task
 
 
@@ -250,7 +264,8 @@ class TaskStore:
         if not rows:
             raise InvalidTokenError()
         total = int(rows[0]["total"])
-        return ([as_task(row) for row in rows] if rows[0]["id"] is not None else []), total
+        # TaskRead's fields only: a page carries no ETags, so its rows need no version.
+        return ([as_fields(row) for row in rows] if rows[0]["id"] is not None else []), total
 
     async def insert(self, *, user_id: int, data: TaskCreate) -> TaskRow:
         """A new task with its tags. The data_version UPDATE proves the caller exists."""
