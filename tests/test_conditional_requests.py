@@ -190,3 +190,17 @@ async def test_bulk_tag_replacement_racing_tag_additions(client: httpx.AsyncClie
     # The last bulk's list, then whatever was added after it, each tag once.
     assert final["tags"][1] == "base", final
     assert len(set(final["tags"])) == len(final["tags"])
+
+
+async def test_racing_deletes_of_one_task_give_one_204_and_the_rest_404(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    for round_ in range(5):
+        task = await make_task(client, user)
+        path = f"/tasks/{task['id']}"
+        deletes = [client.delete(path, headers=user.headers) for _ in range(3)]
+        statuses = sorted(r.status_code for r in await asyncio.gather(*deletes))
+        assert statuses == [204, 404, 404], (round_, statuses)
+    stats = await client.get("/tasks/stats", headers=user.headers)
+    assert stats.json()["total"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from typing import Any
@@ -319,3 +320,17 @@ async def test_upload_whose_task_is_deleted_meanwhile_returns_404_and_removes_th
         files_app.state.storage = real
     assert_error(response, 404, task_id=task["id"])
     assert await blob_keys(files_app) == set()
+
+
+async def test_racing_deletes_of_one_file_give_one_204_and_the_rest_404(
+    files_client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(files_client)
+    task = await make_task(files_client, user)
+    for round_ in range(5):
+        file = await _upload_ok(files_client, task["id"], f"f{round_}.txt", b"x", user.headers)
+        deletes = [
+            files_client.delete(f"/files/{file['id']}", headers=user.headers) for _ in range(3)
+        ]
+        statuses = sorted(r.status_code for r in await asyncio.gather(*deletes))
+        assert statuses == [204, 404, 404], (round_, statuses)
