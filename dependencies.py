@@ -134,8 +134,14 @@ def _tag_versions(header: str, *, weak: bool) -> frozenset[int]:
             if not weak:
                 continue  # If-Match compares strongly: a weak tag never matches
             tag = tag[2:]
-        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-            versions.add(int(tag[1:-1]))
+        digits = tag[1:-1]
+        # Past the version column's range no task can have it: it matches nothing (a 412 for
+        # If-Match), rather than reaching the database as an overflow.
+        # isascii: str.isdigit() also says yes to "²", which int() refuses.
+        quoted = len(tag) >= 3 and tag[0] == tag[-1] == '"'
+        number = digits.isascii() and digits.isdigit() and len(digits) <= 10
+        if quoted and number and int(digits) <= MAX_ID:
+            versions.add(int(digits))
     return frozenset(versions)
 
 

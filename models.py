@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    Strict,
     StrictBool,
     StringConstraints,
     WithJsonSchema,
@@ -72,12 +73,18 @@ def _iso_date_only(value: object) -> object:
 # the ECMA regexes a schema's reader uses (which count \ufeff), so a `\S` pattern documented and
 # enforced different sets. This class is every character either calls whitespace.
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Text the database cannot store: PostgreSQL refuses NUL in text (SQLite would keep it), so every
+# string a client sends is refused with it, by its pattern, identically on both (a 422 naming
+# the field). Lone surrogates never get this far: the JSON parser refuses them.
+NUL_FREE = r"^[^\x00]*$"
 # The schema's pattern says what the stripped value needs (a visible character), so the documented
 # constraints and the accepted values are the same set.
 Title = Annotated[
-    str, StringConstraints(max_length=200, pattern=f"[^{_SPACE}]"), AfterValidator(_strip)
+    str,
+    StringConstraints(max_length=200, pattern=rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"),
+    AfterValidator(_strip),
 ]
-Description = Annotated[str, StringConstraints(max_length=1000)]
+Description = Annotated[str, StringConstraints(max_length=1000, pattern=NUL_FREE)]
 Tag = Annotated[
     str,
     StringConstraints(
@@ -86,16 +93,19 @@ Tag = Annotated[
     ),
     AfterValidator(_strip),
 ]
+# A tag as a path segment: what a stored tag can be (no control characters), unstripped.
+TAG_PATH = r"^[^\x00-\x1f\x7f]+$"
 ISODate = Annotated[date, BeforeValidator(_iso_date_only)]
 TagList = Annotated[list[Tag], Field(max_length=MAX_TAGS_PER_TASK), AfterValidator(_unique)]
-ID = Annotated[int, Field(gt=0, le=MAX_ID)]
+# Strict: a JSON id is an integer, never "1", true or 1.0; and never past the column's range.
+ID = Annotated[int, Strict(), Field(gt=0, le=MAX_ID)]
 Username = Annotated[
     str,
     StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.@+-]+$"),
 ]
 Password = Annotated[
     str,
-    StringConstraints(min_length=8, max_length=100),
+    StringConstraints(min_length=8, max_length=100, pattern=NUL_FREE),
     AfterValidator(_fits_bcrypt),
     Field(
         json_schema_extra={"format": "password"},
@@ -152,8 +162,19 @@ class UserRead(BaseModel):
 
 
 class LoginRequest(InputModel):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=50)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NUL_FREE)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NUL_FREE)]
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password grant's form (RFC 6749 4.3.2), as /docs' Authorize sends it."""
+
+    model_config = ConfigDict(extra="ignore", regex_engine="python-re")
+
+    grant_type: Annotated[str, StringConstraints(pattern=r"^password$")] | None = None
+    username: Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NUL_FREE)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NUL_FREE)]
+    scope: Annotated[str, StringConstraints(max_length=1000, pattern=NUL_FREE)] = ""
 
 
 class Token(BaseModel):
@@ -236,9 +257,12 @@ class TaskFilters(BaseModel):
 
     completed: bool | None = None
     priority: Priority | None = None
-    tag: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    tag: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=NUL_FREE)]
+        | None
+    ) = None
     overdue: bool | None = None
-    search: Annotated[str, StringConstraints(max_length=200)] | None = None
+    search: Annotated[str, StringConstraints(max_length=200, pattern=NUL_FREE)] | None = None
     created_after: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
     created_before: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
     sort_by: SortField = SortField.ID

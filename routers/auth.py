@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.routing import APIRoute
 
 import db_models
 from dependencies import SecretKey, SessionDep, SettingsDep
-from models import LoginRequest, Token, UserCreate, UserRead, error_responses
+from exceptions import UnsupportedMediaTypeError
+from models import LoginRequest, Token, TokenForm, UserCreate, UserRead, error_responses
 from rate_limit_config import active_limit, limiter
 from services import users as user_service
+
+_FORM = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 8  # grant_type, username, password, scope, client_id, client_secret, spare
+MAX_FORM_FIELD_BYTES = 4096
+
+
+class _BoundedFormRoute(APIRoute):
+    """A form route whose body is parsed with bounds before FastAPI reads it (the request keeps
+    the parsed form): at most MAX_FORM_FIELDS fields of MAX_FORM_FIELD_BYTES each, no files, and
+    only as application/x-www-form-urlencoded, the one type the OAuth2 password grant has (so
+    no multipart part headers to bound)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            if request.method == "POST":
+                media_type = request.headers.get("content-type", "").split(";")[0].strip()
+                if media_type.lower() != _FORM:
+                    raise UnsupportedMediaTypeError(f"Send the form as {_FORM}")
+                await request.form(
+                    max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_FIELD_BYTES
+                )
+            return await handler(request)
+
+        return bounded
+
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -59,12 +88,11 @@ async def login(
     )
 
 
-@router.post("/token", response_model=Token, responses=error_responses(400, 401, 422, 429))
 @_login_limit
 async def token(
     request: Request,
     response: Response,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenForm, Form()],
     session: SessionDep,
     settings: SettingsDep,
     secret: SecretKey,
@@ -73,3 +101,13 @@ async def token(
     return await user_service.login(
         session, username=form.username, password=form.password, settings=settings, secret=secret
     )
+
+
+router.add_api_route(
+    "/token",
+    token,
+    methods=["POST"],
+    response_model=Token,
+    responses=error_responses(400, 401, 415, 422, 429),
+    route_class_override=_BoundedFormRoute,
+)

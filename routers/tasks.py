@@ -6,6 +6,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from dependencies import (
     CacheDep,
@@ -22,6 +23,7 @@ from dependencies import (
     not_modified,
 )
 from models import (
+    TAG_PATH,
     BulkUpdate,
     TagList,
     TaskCreate,
@@ -35,6 +37,23 @@ from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
 from services import tasks as task_service
 from services.task_store import TaskRow, task_json, tasks_json
+
+
+class _TagConvertor(Convertor[str]):
+    """A tag as the last path segment, whatever it holds: "/" (sent as %2F, decoded before
+    routing) and any other character, so the tag's own pattern decides (422), not the router
+    (Starlette's `path` stops at a newline, and its `$` then matches before it)."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tag", _TagConvertor())
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 _OWNED = error_responses(403, 404, 422)
@@ -199,11 +218,10 @@ async def add_tags(
     return _task_response(task)
 
 
-# `:path`: a tag may contain "/" (sent as %2F, which the server decodes before routing).
-@router.delete("/{task_id:int}/tags/{tag:path}", response_model=TaskRead, responses=_CONDITIONAL)
+@router.delete("/{task_id:int}/tags/{tag:tag}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
     task_id: TaskID,
-    tag: Annotated[str, Path(min_length=1, max_length=50)],
+    tag: Annotated[str, Path(min_length=1, max_length=50, pattern=TAG_PATH)],
     store: TaskStoreDep,
     user_id: CurrentUserID,
     if_match: IfMatch,

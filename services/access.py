@@ -13,7 +13,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Integer, bindparam, select
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_models import Task, User
@@ -78,12 +79,16 @@ async def refuse(
     task_id: int,
     need: Need,
     allowed: frozenset[int] | None = None,
+    forbidden_as_missing: bool = False,
 ) -> NoReturn:
     """Why a write that had to match the caller's task matched nothing: 401, 404 or 403; else
     the task is there and the caller may use it, so If-Match failed (412) or, without one, the
-    task was deleted meanwhile (404)."""
+    task was deleted meanwhile (404). `forbidden_as_missing`: 404 for 403 (a bulk body must
+    not probe which ids exist)."""
     params = {"the_caller": user_id, "the_task": task_id}
     row = (await connection.execute(_VERDICTS[need], params)).mappings().first()
+    if forbidden_as_missing and row is not None and row["id"] is not None:
+        raise TaskNotFoundError(task_id)
     decide(row, task_id=task_id)
     if allowed is not None:
         raise PreconditionFailedError(task_id)
@@ -99,6 +104,8 @@ def check_version(task_id: int, version: int, allowed: frozenset[int] | None) ->
 
 
 def version_clause() -> ColumnElement[bool]:
-    """If-Match inside a one-statement write (services.task_sql_pg): the same rule as
-    `check_version`, on the row the statement locks; its versions bound as `allowed`."""
-    return _TASKS.c.version.in_(bindparam("allowed", expanding=True))
+    """If-Match inside PostgreSQL's one-statement write (services.task_store_pg): the same rule
+    as `check_version`, on the row the statement locks; its versions bound as one array
+    `allowed` (one parameter however many entity tags the header lists)."""
+    allowed = bindparam("allowed", type_=postgresql.ARRAY(Integer))
+    return _TASKS.c.version == any_(allowed)

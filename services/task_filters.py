@@ -7,7 +7,7 @@ overdue direction and the ordering, so each shape is built and compiled once.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -107,7 +107,8 @@ def parameters(user_id: int, filters: TaskFilters) -> dict[str, Any]:
     if filters.created_after is not None:
         params["created_after"] = _day_start(filters.created_after)
     if filters.created_before is not None:
-        params["created_before"] = _day_start(filters.created_before + timedelta(days=1))
+        # Its last microsecond, not the next day's start: 9999-12-31 has no next day.
+        params["created_before"] = datetime.combine(filters.created_before, time.max, tzinfo=UTC)
     return params
 
 
@@ -155,7 +156,7 @@ def conditions(of: Shape) -> list[ColumnElement[bool]]:
     if after:
         where.append(Task.created_at >= _param("created_after", UTCDateTime()))
     if before:
-        where.append(Task.created_at < _param("created_before", UTCDateTime()))
+        where.append(Task.created_at <= _param("created_before", UTCDateTime()))
     return where
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from db_config import read_only
 from db_models import Task, TaskFile, TaskTag, User, utcnow
-from exceptions import InvalidTokenError, TaskNotFoundError, TooManyTagsError
+from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, TaskCreate, TaskFilters
 from services import task_filters
 from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
@@ -297,13 +297,15 @@ class TaskStore:
         changes: Mapping[str, Any],
         allowed: frozenset[int] | None = None,
         edit_tags: TagEdit | None = None,
+        bulk: bool = False,
     ) -> Written:
         """Write `changes` to the tasks (all or, any of them refused, none); or, with
         `edit_tags`, the tags it derives from each task's current ones under the lock (None:
-        nothing to write). One task: 401 / 404 / 403 / 412; several: 404 for the first missing."""
+        nothing to write). One task: 401 / 404 / 403 / 412; `bulk`: 404 for the first id that
+        is missing or not the caller's to write (401 if the caller is gone)."""
         ids = sorted(set(task_ids))
         async with self.engine.begin() as connection:
-            locked = await self._lock(connection, user_id, ids, Need.WRITE, allowed)
+            locked = await self._lock(connection, user_id, ids, Need.WRITE, allowed, bulk=bulk)
             tags = await self._tags(connection, ids) if edit_tags or "tags" not in changes else {}
             if edit_tags is not None:
                 edited = edit_tags(tags[ids[0]])
@@ -348,6 +350,8 @@ class TaskStore:
         ids: list[int],
         need: Need,
         allowed: frozenset[int] | None,
+        *,
+        bulk: bool = False,
     ) -> dict[int, bool]:
         """Lock the tasks the caller may use for `need` (in id order) and check If-Match on
         them; every id must be there. Returns each task's `completed` before this write."""
@@ -356,10 +360,9 @@ class TaskStore:
         if len(rows) < len(ids):
             found = {row.id for row in rows}
             missing = next(task_id for task_id in ids if task_id not in found)
-            if len(ids) == 1:
-                await refuse(connection, user_id=user_id, task_id=missing, need=need)
-            # Another user's task is reported as missing: a bulk body must not probe for ids.
-            raise TaskNotFoundError(missing)
+            await refuse(
+                connection, user_id=user_id, task_id=missing, need=need, forbidden_as_missing=bulk
+            )
         for row in rows:
             check_version(row.id, row.version, allowed)
         return {row.id: bool(row.completed) for row in rows}

@@ -174,14 +174,16 @@ class PostgresTaskStore(TaskStore):
         changes: Mapping[str, Any],
         allowed: frozenset[int] | None = None,
         edit_tags: TagEdit | None = None,
+        bulk: bool = False,
     ) -> Written:
-        if edit_tags is not None or "tags" in changes or len(set(task_ids)) != 1:
+        if bulk or edit_tags is not None or "tags" in changes or len(set(task_ids)) != 1:
             return await super().update(
                 user_id=user_id,
                 task_ids=task_ids,
                 changes=changes,
                 allowed=allowed,
                 edit_tags=edit_tags,
+                bulk=bulk,
             )
         return await self._update_one(user_id, task_ids[0], changes, allowed)
 
@@ -191,7 +193,7 @@ class PostgresTaskStore(TaskStore):
         fields, params = field_params(changes)
         params.update(now=utcnow(), the_caller=user_id, the_task=task_id)
         if allowed is not None:
-            params["allowed"] = sorted(allowed)
+            params["allowed"] = sorted(allowed)  # one int[] parameter (access.version_clause)
         statement = _update_statement(fields, allowed is not None)
         async with self.engine.connect() as connection:
             single = await connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -91,7 +91,7 @@ async def bulk_update(
     """Apply one change to many tasks: all of them, or (any id not the caller's) none."""
     if not changes:
         raise BadRequestError("No fields to update were given")
-    written = await store.update(user_id=user_id, task_ids=task_ids, changes=changes)
+    written = await store.update(user_id=user_id, task_ids=task_ids, changes=changes, bulk=True)
     logger.info("bulk update task_count=%s user_id=%s", len(written.tasks), user_id)
     _notify(background, settings, written)
     return written.tasks

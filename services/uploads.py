@@ -30,6 +30,10 @@ from exceptions import (
 FIELD_NAME = b"file"
 # Room for the boundaries and part headers around a file of exactly the size limit.
 MULTIPART_OVERHEAD = 64 * 1024
+# Bounds on the form around the file: parts (the file and a few fields a client may add) and
+# each part's headers. Beyond them the body is refused as it streams (400), whatever its size.
+MAX_PARTS = 16
+MAX_PART_HEADER_BYTES = 8 * 1024
 
 _Event = tuple[str, bytes | dict[bytes, bytes] | None]
 
@@ -61,6 +65,8 @@ class _Reader:
         self._headers: dict[bytes, bytes] = {}
         self._field = b""
         self._value = b""
+        self._parts = 0
+        self._header_bytes = 0
         self._parser = MultipartParser(
             boundary,
             callbacks={
@@ -78,11 +84,24 @@ class _Reader:
 
     def _on_part_begin(self) -> None:
         self._headers = {}  # a new dict: the previous part's may still be in the queue
+        self._parts += 1
+        self._header_bytes = 0
+        if self._parts > MAX_PARTS:
+            raise BadRequestError(f"The multipart body has more than {MAX_PARTS} parts")
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise BadRequestError(
+                f"A multipart part's headers exceed {MAX_PART_HEADER_BYTES} bytes"
+            )
 
     def _on_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._field += data[start:end]
 
     def _on_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._value += data[start:end]
 
     def _on_header_end(self) -> None:
