@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 import db_models
@@ -28,7 +28,6 @@ _login_limit = limiter.shared_limit(active_limit("login"), scope="login")
 @limiter.limit(active_limit("register"))
 async def register(
     request: Request,
-    response: Response,
     data: UserCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -43,7 +42,6 @@ async def register(
 @_login_limit
 async def login(
     request: Request,
-    response: Response,
     credentials: LoginRequest,
     session: SessionDep,
     settings: SettingsDep,
@@ -63,7 +61,6 @@ async def login(
 @_login_limit
 async def token(
     request: Request,
-    response: Response,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
