@@ -10,7 +10,6 @@ from fastapi import Depends, FastAPI
 
 from db_config import build_engine, build_sessionmaker
 from exceptions import register_exception_handlers
-from idempotency import IdempotencyMiddleware
 from logging_config import configure_logging
 from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
@@ -84,8 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_exception_handlers(app)
     install_rate_limiting(app, settings)
     # The one middleware (docs/ARCHITECTURE.md, "Request pipeline"): request id, body limit,
-    # rate-limit headers, metrics, access log, last-resort 500; idempotency still inside it.
-    app.add_middleware(IdempotencyMiddleware, lease_seconds=settings.idempotency_lease_seconds)
+    # rate-limit headers, metrics, access log, last-resort 500. Idempotency is a route option.
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_request_body,

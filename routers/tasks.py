@@ -26,6 +26,7 @@ from dependencies import (
     not_modified,
 )
 from exceptions import PreconditionFailedError
+from idempotency import IdempotentRoute, idempotent
 from models import (
     BulkUpdate,
     TagList,
@@ -41,7 +42,12 @@ from services import stats as stats_service
 from services import task_reads
 from services import tasks as task_service
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 429),
+    route_class=IdempotentRoute,
+)
 _OWNED = error_responses(403, 404, 422)
 # Routes with a JSON body also answer 400 when the body cannot be parsed at all.
 _CONDITIONAL = error_responses(400, 403, 404, 412, 422)
@@ -83,6 +89,7 @@ async def list_tasks(
 
 
 @router.post("", status_code=201, response_model=TaskRead, responses=error_responses(400, 422))
+@idempotent
 @limiter.limit(active_limit("create_task"))
 async def create_task(
     request: Request,
@@ -113,6 +120,7 @@ async def get_stats(
 
 
 @router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
+@idempotent
 async def bulk_update_tasks(
     data: BulkUpdate,
     session: SessionDep,
