@@ -57,6 +57,12 @@ class _Server:
         self._threads.append(thread)
         thread.start()
 
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (and still tracked)."""
+        with self._lock:
+            return len(self._connections)
+
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.append(conn)

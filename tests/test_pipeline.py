@@ -51,24 +51,25 @@ async def test_hung_redis_never_blocks_the_event_loop(app_factory: Callable[...,
             assert [r.status_code for r in responses] == [200] * 5
             # The counter calls wait concurrently: the loop stays free for everything else
             # (a blocking client would stall it REDIS_TIMEOUT per call, 3 calls per request).
-            assert await lag < REDIS_TIMEOUT / 2
-            assert elapsed < 5 * REDIS_TIMEOUT
+            assert await lag < REDIS_TIMEOUT * 0.75
+            assert elapsed < 8 * REDIS_TIMEOUT  # blocking calls would take 5 x 3 x the timeout
 
 
 async def test_hung_redis_costs_its_timeout_once_then_counts_locally(
     app_factory: Callable[..., Any],
 ) -> None:
     with BlackHole() as hole:
-        settings = {"redis_url": f"redis://127.0.0.1:{hole.port}/0", "redis_timeout": 0.2}
+        settings = {"redis_url": f"redis://127.0.0.1:{hole.port}/0", "redis_timeout": REDIS_TIMEOUT}
         async with app_factory(**settings) as app, client_for(app) as client:
             user = await make_user(client)  # pays the timeout once, then the breaker opens
-            started = time.perf_counter()
+            tried = hole.connections
+            assert tried >= 1
             responses = await asyncio.gather(
                 *(client.get("/tasks", headers=user.headers) for _ in range(10))
             )
             assert [r.status_code for r in responses] == [200] * 10
-            assert time.perf_counter() - started < REDIS_TIMEOUT
-            assert responses[0].headers["x-ratelimit-limit"] == "1000"
+            assert responses[0].headers["x-ratelimit-limit"] == "1000"  # counted in the process
+            assert hole.connections == tried  # nobody waited on Redis again
 
 
 async def test_database_error_while_reserving_a_key_is_503(
