@@ -64,9 +64,7 @@ async def test_hung_redis_costs_its_timeout_once_then_counts_locally(
             user = await make_user(client)  # pays the timeout once, then the breaker opens
             tried = hole.connections
             assert tried >= 1
-            responses = await asyncio.gather(
-                *(client.get("/tasks", headers=user.headers) for _ in range(10))
-            )
+            responses = [await client.get("/tasks", headers=user.headers) for _ in range(10)]
             assert [r.status_code for r in responses] == [200] * 10
             assert responses[0].headers["x-ratelimit-limit"] == "1000"  # counted in the process
             assert hole.connections == tried  # nobody waited on Redis again
