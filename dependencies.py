@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import db_models
-from auth import token_user_id
+from auth import bearer_user
 from exceptions import AttachmentAccessDeniedError, AttachmentNotFoundError, InvalidTokenError
 from models import MAX_ID
 from redis_config import Cache
@@ -76,10 +76,10 @@ async def get_current_user_id(
 ) -> int:
     """The id a valid token names. Whether that user still exists is checked by the query that
     loads the caller's data (one round trip, not two): see CurrentUser and services.task_store."""
-    if not token:
-        raise InvalidTokenError("Not authenticated")
-    secret: str = request.app.state.secret_key
-    return token_user_id(token, secret=secret)
+    user_id = bearer_user(request)  # `token` is declared for the OpenAPI scheme only
+    if isinstance(user_id, InvalidTokenError):
+        raise user_id
+    return user_id
 
 
 CurrentUserID = Annotated[int, Depends(get_current_user_id)]

@@ -171,6 +171,42 @@ class StorageUnavailableError(StorageError):
         super().__init__(message)
 
 
+class RateLimitExceededError(AppError):
+    """A rate limit is spent; the headers (Retry-After, X-RateLimit-*) come from the limiter."""
+
+    status_code = 429
+    title = "Too Many Requests"
+
+    def __init__(self, limit: str) -> None:
+        super().__init__(f"Rate limit exceeded: {limit}. Try again later.")
+
+
+class InvalidIdempotencyKeyError(AppError):
+    status_code = 422
+    title = "Invalid Idempotency Key"
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__(f"Idempotency-Key must be 1 to {max_length} printable ASCII characters")
+
+
+class IdempotencyKeyReusedError(AppError):
+    status_code = 422
+    title = "Idempotency Key Reused"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with a different request")
+
+
+class RequestInProgressError(AppError):
+    status_code = 409
+    title = "Request In Progress"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry later"
+        )
+
+
 class ServiceUnavailableError(AppError):
     status_code = 503
     title = "Service Unavailable"

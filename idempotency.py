@@ -1,4 +1,4 @@
-"""Idempotency keys (as Stripe does them) for the endpoints that create or change many things.
+"""Idempotency keys (as Stripe does them), declared on the route with `@idempotent`.
 
 A client sends `Idempotency-Key: <up to 255 characters>` with `POST /tasks`,
 `POST /tasks/{id}/files` or `PATCH /tasks/bulk`. The first request reserves the key for its user
@@ -6,46 +6,71 @@ in the database (so every instance sees it, and it survives a restart), runs, an
 status and body. A retry with the same key and the same request gets that stored response back
 without the work being done again (`Idempotent-Replayed: true`); the same key with a different
 request is a 422; a retry while the first is still running is a 409. Keys are per user and kept
-24 hours. A reservation whose request died without finishing is taken over after a lease
-(IDEMPOTENCY_LEASE_SECONDS), so a crash never locks a key for good; 5xx answers are not stored,
-so they can be retried.
+24 hours. A request that fails (5xx, an exception, a cancelled task) releases its key at once,
+so a retry runs; a reservation whose process died is taken over after a lease
+(IDEMPOTENCY_LEASE_SECONDS), so a crash never locks a key for good.
+
+The check wraps the route's handling (`IdempotentRoute`): it runs after routing and inside the
+app's exception handlers, so a database outage while reserving is the usual 503.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from anyio import CancelScope, to_thread
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth import token_user_id
-from db_models import IdempotencyKey, utcnow
-from exceptions import InvalidTokenError, error_response
-
-logger = logging.getLogger(__name__)
+from auth import bearer_user
+from db_models import IdempotencyKey
+from exceptions import (
+    IdempotencyKeyReusedError,
+    InvalidIdempotencyKeyError,
+    InvalidTokenError,
+    RequestInProgressError,
+)
+from services import idempotency as idempotency_service
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
-RETENTION = timedelta(hours=24)
+# The request body is spooled to this size in memory, then to a temporary file (uploads).
 _SPOOL_IN_MEMORY = 1024 * 1024
 _CHUNK = 64 * 1024
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
-_ROUTES = (
-    ("POST", re.compile(r"^/tasks/?$")),
-    ("PATCH", re.compile(r"^/tasks/bulk/?$")),
-    ("POST", re.compile(r"^/tasks/[^/]+/files/?$")),
-)
+_MARK = "__idempotent__"
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+_Body = tempfile.SpooledTemporaryFile[bytes]
 
 
-def _applies(scope: Scope) -> bool:
-    return any(scope["method"] == m and p.match(scope["path"]) for m, p in _ROUTES)
+def idempotent(endpoint: _Endpoint) -> _Endpoint:
+    """Declare that the route honours Idempotency-Key (its router uses IdempotentRoute)."""
+    setattr(endpoint, _MARK, True)
+    return endpoint
+
+
+class IdempotentRoute(APIRoute):
+    """An APIRoute that puts the Idempotency-Key check in front of an `@idempotent` endpoint."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        marked = getattr(endpoint, _MARK, False)
+        self._keyed = _KeyedRequests(super().handle) if marked else None
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # `handle`, not `self.app`: FastAPI serves an included router's routes through `handle`.
+        if self._keyed is None or scope["method"] not in (self.methods or ()):
+            await super().handle(scope, receive, send)
+        else:
+            await self._keyed(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -63,105 +88,109 @@ class _Captured:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, *, lease_seconds: float) -> None:
+@dataclass
+class _Claim:
+    user_id: int
+    key: str
+    fingerprint: str
+
+
+class _KeyedRequests:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.lease = timedelta(seconds=lease_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, HEADER) if scope["type"] == "http" else None
-        if key is None or not _applies(scope):
+        key = _header(scope, HEADER)
+        if key is None:
             await self.app(scope, receive, send)
             return
         if not _KEY_PATTERN.match(key):
-            await self._answer(
-                scope, receive, send, 422, "Invalid Idempotency Key",
-                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
-            )  # fmt: skip
-            return
-        user_id = self._user_id(scope)
-        if user_id is None:  # the app answers 401 itself
+            raise InvalidIdempotencyKeyError(MAX_KEY_LENGTH)
+        user_id = bearer_user(HTTPConnection(scope))
+        if isinstance(user_id, InvalidTokenError):  # the route answers 401 itself
             await self.app(scope, receive, send)
             return
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as body:
-            fingerprint = await self._spool(scope, receive, body)
-            await self._handle(scope, send, body, user_id=user_id, key=key, fingerprint=fingerprint)
+            size = await _spool(receive, body)
+            if size > _SPOOL_IN_MEMORY:  # on disk: hash it off the event loop
+                fingerprint = await to_thread.run_sync(_fingerprint, scope, body)
+            else:
+                fingerprint = _fingerprint(scope, body)
+            body.seek(0)
+            claim = _Claim(user_id, key, fingerprint)
+            await self._run(scope, _replaying(body, receive, size), send, claim)
 
-    def _user_id(self, scope: Scope) -> int | None:
-        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        try:
-            return token_user_id(token, secret=scope["app"].state.secret_key)
-        except InvalidTokenError:
-            return None
-
-    @staticmethod
-    async def _spool(
-        scope: Scope, receive: Receive, body: tempfile.SpooledTemporaryFile[bytes]
-    ) -> str:
-        """Read the whole request body (bounded memory) and fingerprint method, path and body."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            body.write(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body.seek(0)
-        digest = _fingerprint(scope, body)
-        body.seek(0)
-        return digest
-
-    async def _handle(
-        self,
-        scope: Scope,
-        send: Send,
-        body: tempfile.SpooledTemporaryFile[bytes],
-        *,
-        user_id: int,
-        key: str,
-        fingerprint: str,
-    ) -> None:
-        sessions: async_sessionmaker[AsyncSession] = scope["app"].state.sessionmaker
+    async def _run(self, scope: Scope, receive: Receive, send: Send, claim: _Claim) -> None:
+        state = scope["app"].state
+        sessions: async_sessionmaker[AsyncSession] = state.sessionmaker
+        lease = timedelta(seconds=state.settings.idempotency_lease_seconds)
         async with sessions() as session:
-            existing = await _reserve(session, user_id, key, fingerprint, self.lease)
+            existing = await idempotency_service.reserve(
+                session,
+                user_id=claim.user_id,
+                key=claim.key,
+                fingerprint=claim.fingerprint,
+                lease=lease,
+            )
         if existing is not None:
-            await self._replay_or_refuse(scope, send, existing, fingerprint)
+            await _replay(send, existing, claim.fingerprint)
             return
         captured = _Captured()
         try:
-            await self.app(scope, _replaying(body), _capturing(captured))
+            await self.app(scope, receive, _capturing(captured))
         finally:
-            async with sessions() as session:
-                await _finish(session, user_id, key, captured)
+            # Shielded: a cancelled request still releases its key (a retry must not wait).
+            with CancelScope(shield=True):
+                await _finish(sessions, claim, captured)
         await _send(send, captured, replayed=False)
 
-    async def _replay_or_refuse(
-        self, scope: Scope, send: Send, existing: IdempotencyKey, fingerprint: str
-    ) -> None:
-        noop = _noop_receive
-        if existing.fingerprint != fingerprint:
-            await self._answer(
-                scope, noop, send, 422, "Idempotency Key Reused",
-                "This Idempotency-Key was used with a different request",
-            )  # fmt: skip
-        elif existing.status_code is None:
-            await self._answer(
-                scope, noop, send, 409, "Request In Progress",
-                "A request with this Idempotency-Key is still being processed; retry later",
-            )  # fmt: skip
-        else:
-            stored = _Captured(
-                existing.status_code, existing.content_type or "", existing.response_body or b""
-            )
-            await _send(send, stored, replayed=True)
 
-    @staticmethod
-    async def _answer(
-        scope: Scope, receive: Receive, send: Send, status: int, title: str, message: str
-    ) -> None:
-        await error_response(status, title, message)(scope, receive, send)
+async def _replay(send: Send, existing: IdempotencyKey, fingerprint: str) -> None:
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError()
+    if existing.status_code is None:
+        raise RequestInProgressError()
+    stored = _Captured(
+        existing.status_code, existing.content_type or "", existing.response_body or b""
+    )
+    await _send(send, stored, replayed=True)
+
+
+async def _finish(
+    sessions: async_sessionmaker[AsyncSession], claim: _Claim, captured: _Captured
+) -> None:
+    """Store a final answer; release the key after a server error so the client can retry."""
+    async with sessions() as session:
+        if captured.status >= 500:
+            await idempotency_service.release(session, user_id=claim.user_id, key=claim.key)
+        else:
+            await idempotency_service.store(
+                session,
+                user_id=claim.user_id,
+                key=claim.key,
+                status_code=captured.status,
+                content_type=captured.content_type,
+                body=captured.body,
+            )
+
+
+async def _spool(receive: Receive, body: _Body) -> int:
+    """Read the whole request body into `body` (bounded memory); return its size."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _SPOOL_IN_MEMORY:
+            await to_thread.run_sync(body.write, chunk)  # a file on disk by now
+        else:
+            body.write(chunk)
+        if not message.get("more_body", False):
+            break
+    body.seek(0)
+    return size
 
 
 def _multipart_boundary(scope: Scope) -> bytes | None:
@@ -172,7 +201,7 @@ def _multipart_boundary(scope: Scope) -> bytes | None:
     return match.group(1).encode("latin-1")
 
 
-def _fingerprint(scope: Scope, body: tempfile.SpooledTemporaryFile[bytes]) -> str:
+def _fingerprint(scope: Scope, body: _Body) -> str:
     """SHA-256 of method, path and body. A multipart boundary is the client's random choice,
     so a retry may pick another: it is hashed as a fixed token."""
     digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
@@ -192,16 +221,22 @@ def _fingerprint(scope: Scope, body: tempfile.SpooledTemporaryFile[bytes]) -> st
     return digest.hexdigest()
 
 
-async def _noop_receive() -> Message:
-    return {"type": "http.disconnect"}
+def _replaying(body: _Body, receive: Receive, size: int) -> Receive:
+    """The spooled body, chunk by chunk; after it, the client's own receive (a disconnect)."""
+    on_disk = size > _SPOOL_IN_MEMORY
+    sent = 0
+    done = False
 
+    async def replay() -> Message:
+        nonlocal sent, done
+        if done:
+            return await receive()
+        chunk = await to_thread.run_sync(body.read, _CHUNK) if on_disk else body.read(_CHUNK)
+        sent += len(chunk)
+        done = sent >= size
+        return {"type": "http.request", "body": chunk, "more_body": not done}
 
-def _replaying(body: tempfile.SpooledTemporaryFile[bytes]) -> Receive:
-    async def receive() -> Message:
-        chunk = body.read(_CHUNK)
-        return {"type": "http.request", "body": chunk, "more_body": len(chunk) == _CHUNK}
-
-    return receive
+    return replay
 
 
 def _capturing(captured: _Captured) -> Send:
@@ -231,56 +266,3 @@ async def _send(send: Send, response: _Captured, *, replayed: bool) -> None:
         headers = [*headers, (b"idempotent-replayed", b"true")]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
-
-
-async def _reserve(
-    session: AsyncSession, user_id: int, key: str, fingerprint: str, lease: timedelta
-) -> IdempotencyKey | None:
-    """Reserve the key; return the existing record instead when someone holds it."""
-    now = utcnow()
-    # A record past its retention, or a reservation whose request died, no longer counts.
-    await session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == user_id,
-            IdempotencyKey.key == key,
-            (IdempotencyKey.created_at < now - RETENTION)
-            | (IdempotencyKey.status_code.is_(None) & (IdempotencyKey.locked_until < now)),
-        )
-    )
-    session.add(
-        IdempotencyKey(
-            user_id=user_id,
-            key=key,
-            fingerprint=fingerprint,
-            created_at=now,
-            locked_until=now + lease,
-        )
-    )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        return await session.scalar(
-            select(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
-            )
-        )
-    return None
-
-
-async def _finish(session: AsyncSession, user_id: int, key: str, captured: _Captured) -> None:
-    """Store a final answer; free the key after a server error so the client can retry."""
-    match = (IdempotencyKey.user_id == user_id) & (IdempotencyKey.key == key)
-    if captured.status >= 500:
-        await session.execute(delete(IdempotencyKey).where(match))
-    else:
-        await session.execute(
-            update(IdempotencyKey)
-            .where(match)
-            .values(
-                status_code=captured.status,
-                content_type=captured.content_type,
-                response_body=captured.body,
-            )
-        )
-    await session.commit()

@@ -10,12 +10,11 @@ from fastapi import Depends, FastAPI
 
 from db_config import build_engine, build_sessionmaker
 from exceptions import register_exception_handlers
-from idempotency import IdempotencyMiddleware
-from logging_config import RequestContextMiddleware, configure_logging
-from metrics import MetricsMiddleware, register_pool, track_in_flight, unregister_pool
+from logging_config import configure_logging
+from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
-from request_limits import RequestSizeLimitMiddleware
+from request_context import RequestContextMiddleware
 from routers import auth, files, health, tasks
 from services import tasks as task_service
 from settings import Settings, get_settings, resolve_secret_key
@@ -70,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             unregister_pool(app.state.engine)
+            await app.state.rate_limiter.storage.close()
             await app.state.storage.close()
             await app.state.cache.close()
             await app.state.engine.dispose()
@@ -83,17 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     register_exception_handlers(app)
-    # Middleware, innermost first: each request passes RequestContext (request id, access log,
-    # last-resort 500), Metrics, the body-size limit, then idempotency, then the app.
     install_rate_limiting(app, settings)
-    app.add_middleware(IdempotencyMiddleware, lease_seconds=settings.idempotency_lease_seconds)
+    # The one middleware (docs/ARCHITECTURE.md, "Request pipeline"): request id, body limit,
+    # rate-limit headers, metrics, access log, last-resort 500. Idempotency is a route option.
     app.add_middleware(
-        RequestSizeLimitMiddleware,
+        RequestContextMiddleware,
         max_body=settings.max_request_body,
         max_upload=settings.max_upload_size,
     )
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)

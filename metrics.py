@@ -7,7 +7,6 @@ Docker image does by default).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from fastapi import Request
@@ -23,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -38,7 +37,7 @@ IN_FLIGHT = Gauge(
 CACHE_RESULTS = Counter("cache_requests_total", "Stats cache lookups", ["result"])
 
 UNMATCHED = "unmatched"
-# The scope key under which track_in_flight leaves the gauge for MetricsMiddleware to lower.
+# The scope key under which track_in_flight leaves the gauge for observe_request to lower.
 _IN_FLIGHT_KEY = "metrics.in_flight"
 # Label children, looked up once: `labels()` takes a lock and builds a tuple per call.
 _children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
@@ -60,39 +59,19 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_count(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_count)
-        finally:
-            gauge = scope.pop(_IN_FLIGHT_KEY, None)
-            if gauge is not None:
-                gauge.dec()
-            requests, latency = _request_metrics(
-                (scope["method"], route_template(scope), str(status))
-            )
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
+    """Count a finished request under its route template and lower its in-flight gauge."""
+    gauge = scope.pop(_IN_FLIGHT_KEY, None)
+    if gauge is not None:
+        gauge.dec()
+    requests, latency = _request_metrics((scope["method"], route_template(scope), str(status)))
+    requests.inc()
+    latency.observe(seconds)
 
 
 async def track_in_flight(request: Request) -> None:
     """A global dependency: it runs once routing has picked the route, so the label is known.
-    MetricsMiddleware lowers the gauge when the request ends (a plain dependency is cheaper
+    observe_request lowers the gauge when the request ends (a plain dependency is cheaper
     than a `yield` one, which FastAPI wraps in an exit stack)."""
     labels = (request.method, route_template(request.scope))
     gauge = _gauges.get(labels)

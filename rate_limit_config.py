@@ -1,46 +1,36 @@
-"""Rate limits, enforced by slowapi, counted in Redis when REDIS_URL is set.
+"""Rate limits: slowapi's declaration syntax on the `limits` package's asyncio API.
 
-Per user when the request carries a valid token, else per client IP. Named routes get their own
-limit through `limiter.limit(...)`; every other route gets the default limit through the global
-dependency `enforce_default_limit`. Three slowapi weaknesses are designed around here:
+Per user when the request carries a valid token, else per client IP. Every route that is not
+`exempt` gets the default limit through the global dependency `enforce_default_limit`; a route
+decorated with `limiter.limit(...)` (or a `shared_limit`) also gets its own, checked just before
+its body runs, so a request refused earlier (401, 422) never spends it. Counters live in Redis when
+REDIS_URL is set and fail over to the process (see rate_limit_storage.py); every counter call is
+awaited, so a hung Redis never blocks the event loop.
 
-* its ASGI middleware finds the endpoint by scanning `app.routes`, which under FastAPI's nested
-  included routers holds no endpoints: every route looked exempt and the default limit silently
-  never applied. The dependency runs after routing, where the endpoint is known.
-
-* its Redis fallback drops every route limit while storage is down, and its header code turns a
-  storage error into a 500 after the endpoint has run. `FailoverStorage` therefore never lets a
-  storage error reach slowapi: each call falls back to in-process counters, so limits still hold
-  (per instance) during a Redis outage, and Redis is tried again after REDIS_RETRY_INTERVAL.
-* its decorator injects headers into the endpoint's `response` parameter, so every decorated
-  endpoint takes `request: Request` and `response: Response`.
+The request pipeline (request_context.py) adds X-RateLimit-Limit/Remaining/Reset and Retry-After
+to every limited response, errors included, from what the last check left in the request state.
+The decorator syntax, counter keys and header values are slowapi 0.1.10's: we dropped slowapi
+itself, whose counting is synchronous and which we could only drive through its private API.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
 import ipaddress
 import logging
-import math
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from limits.storage import MemoryStorage, RedisStorage, Storage
-from limits.strategies import FixedWindowRateLimiter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from slowapi import Limiter
-from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import _should_exempt
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import FixedWindowRateLimiter
+from starlette.types import Scope
 
-from auth import token_user_id
-from circuit_breaker import CircuitBreaker
-from exceptions import InvalidTokenError, error_response
-from redis_config import redis_timeouts
+from auth import bearer_user
+from exceptions import RateLimitExceededError
+from rate_limit_storage import build_storage
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,13 +41,26 @@ CREATE_TASK_LIMIT = "100/hour"
 UPLOAD_LIMIT = "20/hour"
 DEFAULT_LIMIT = "1000/hour"
 
-# The values in force, set from settings when the app is built. slowapi evaluates a callable limit
-# on every request, so routes decorated at import time still follow the settings.
+# The values in force, set from settings when the app is built. A callable limit is evaluated on
+# every request, so routes decorated at import time still follow the settings.
 _active: dict[str, str] = {}
+# Where the last check leaves (counter, limit, identifiers) for the response headers.
+_STATE_KEY = "rate_limit"
+_EXEMPT = "__rate_limit_exempt__"
+
+LimitValue = str | Callable[[], str]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
 def active_limit(name: str) -> Callable[[], str]:
     return lambda: _active[name]
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(value: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(value))
 
 
 def _client_ip(request: Request) -> str:
@@ -77,136 +80,112 @@ def _client_ip(request: Request) -> str:
 
 def rate_limit_key(request: Request) -> str:
     """`user:<id>` for a request with a valid token, else `ip:<address>`."""
-    cached: str | None = getattr(request.state, "rate_limit_key", None)
-    if cached is not None:
-        return cached
-    key = f"ip:{_client_ip(request)}"
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        with contextlib.suppress(InvalidTokenError):
-            key = f"user:{token_user_id(token, secret=request.app.state.secret_key)}"
-    request.state.rate_limit_key = key
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    key: str | None = state.get("rate_limit_key")
+    if key is None:
+        user_id = bearer_user(request)
+        key = f"ip:{_client_ip(request)}" if isinstance(user_id, Exception) else f"user:{user_id}"
+        state["rate_limit_key"] = key
     return key
 
 
-limiter = Limiter(
-    key_func=rate_limit_key,
-    key_style="endpoint",
-    default_limits=[active_limit("default")],
-    headers_enabled=True,
-    storage_uri="memory://",
-    strategy="fixed-window",
-)
+class Limiter:
+    """The declarations: `@limiter.limit(...)`, `@limiter.shared_limit(..., scope=...)` and
+    `exempt`, as slowapi spells them; the counting: `limits.aio` over the app's storage."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+
+    def limit(self, value: LimitValue) -> Callable[[_Endpoint], _Endpoint]:
+        """This route's own limit, counted per endpoint (`module.function`)."""
+        return functools.partial(self._decorate, value, None)
+
+    def shared_limit(self, value: LimitValue, scope: str) -> Callable[[_Endpoint], _Endpoint]:
+        """One budget shared by every route decorated with the same `scope`."""
+        return functools.partial(self._decorate, value, scope)
+
+    def _decorate(self, value: LimitValue, scope: str | None, endpoint: _Endpoint) -> _Endpoint:
+        if "request" not in inspect.signature(endpoint).parameters:
+            raise TypeError(f"{endpoint.__qualname__} needs a `request: Request` parameter")
+        counted = scope or _scope_of(endpoint)
+        return cast(_Endpoint, self._wrap(endpoint, value, counted))
+
+    def _wrap(
+        self, endpoint: Callable[_P, Awaitable[_R]], value: LimitValue, scope: str
+    ) -> Callable[_P, Awaitable[_R]]:
+        @functools.wraps(endpoint)
+        async def limited(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            if self.enabled:  # FastAPI passes every parameter by keyword
+                await self.hit(cast(Request, kwargs["request"]), value, scope)
+            return await endpoint(*args, **kwargs)
+
+        return limited
+
+    async def hit(self, request: Request, value: LimitValue, scope: str) -> None:
+        """Spend one unit of each limit in `value`; raise RateLimitExceededError when one is out.
+        The smallest-window limit (or the one spent) is kept for the response headers."""
+        counter: FixedWindowRateLimiter = request.app.state.rate_limiter
+        identifiers = (rate_limit_key(request), scope)
+        shown: RateLimitItem | None = None
+        for item in _parse(value() if callable(value) else value):
+            if shown is None or item < shown:
+                shown = item
+            if not await counter.hit(item, *identifiers):
+                logger.warning("ratelimit %s (%s) exceeded at endpoint: %s", item, *identifiers)
+                request.scope["state"][_STATE_KEY] = (counter, item, identifiers)
+                raise RateLimitExceededError(str(item))
+        request.scope["state"][_STATE_KEY] = (counter, shown, identifiers)
 
 
-_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+def _scope_of(endpoint: Callable[..., Any]) -> str:
+    return f"{endpoint.__module__}.{endpoint.__name__}"
+
+
+limiter = Limiter()
 
 
 def exempt(endpoint: _Endpoint) -> _Endpoint:
     """Mark an endpoint as never rate limited (health checks, version)."""
-    return cast(_Endpoint, limiter.exempt(endpoint))  # type: ignore[no-untyped-call]  # slowapi leaves it untyped
-
-
-class FailoverStorage(Storage):
-    """Redis counters with a per-call fallback to in-process counters."""
-
-    STORAGE_SCHEME = None
-
-    def __init__(self, primary: Storage | None, *, retry_interval: float) -> None:
-        super().__init__()
-        self._primary = primary
-        self._fallback = MemoryStorage()
-        self._breaker = CircuitBreaker("redis rate-limit storage", retry_interval)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return Exception
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if self._primary is not None and self._breaker.allows():
-            try:
-                result = getattr(self._primary, method)(*args, **kwargs)
-            except Exception as exc:  # any storage failure means: count locally for now
-                self._breaker.failed(exc)
-            else:
-                self._breaker.succeeded()
-                return result
-        return getattr(self._fallback, method)(*args, **kwargs)
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return int(self._call("incr", key, expiry, amount=amount))
-
-    def get(self, key: str) -> int:
-        return int(self._call("get", key))
-
-    def get_expiry(self, key: str) -> float:
-        # Whole seconds, so X-RateLimit-Reset is an integer epoch as clients expect.
-        return math.ceil(float(self._call("get_expiry", key)))
-
-    def check(self) -> bool:
-        return True
-
-    def reset(self) -> int | None:
-        self._fallback.reset()
-        return None
-
-    def clear(self, key: str) -> None:
-        self._call("clear", key)
-
-
-def _build_storage(settings: Settings) -> FailoverStorage:
-    primary = None
-    if settings.redis_url:
-        primary = RedisStorage(
-            settings.redis_url,
-            key_prefix=f"{settings.redis_key_prefix}limits",
-            **{"retry": Retry(NoBackoff(), 0), **redis_timeouts(settings)},
-        )
-    return FailoverStorage(primary, retry_interval=settings.redis_retry_interval)
-
-
-async def _rate_limit_exceeded(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RateLimitExceeded)
-    return error_response(
-        429, "Too Many Requests", f"Rate limit exceeded: {exc.detail}. Try again later."
-    )
+    setattr(endpoint, _EXEMPT, True)
+    return endpoint
 
 
 async def enforce_default_limit(request: Request) -> None:
-    """Apply the default limit to every route that has no limit of its own and is not exempt."""
+    """Apply the default limit to every route that is not exempt (a global dependency: it runs
+    once routing has picked the route, so the endpoint is known)."""
     if not limiter.enabled:
         return
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
-    if endpoint is None or _should_exempt(limiter, endpoint):
+    if endpoint is None or getattr(endpoint, _EXEMPT, False):
         return
-    # The same check slowapi's middleware makes (private API of the pinned slowapi 0.1.10).
-    limiter._check_request_limit(request, endpoint, True)
+    await limiter.hit(request, _active["default"], _scope_of(endpoint))
 
 
-class RateLimitHeadersMiddleware:
-    """Adds X-RateLimit-* to every limited response, errors included (slowapi: successes only)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not limiter.enabled:  # off: no wrapper on every send
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start" and limiter.enabled:
-                current = scope.get("state", {}).get("view_rate_limit")
-                headers = MutableHeaders(scope=message)
-                if current is not None and "x-ratelimit-limit" not in headers:
-                    limiter._inject_asgi_headers(headers, current)
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+async def add_rate_limit_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Add X-RateLimit-Limit/Remaining/Reset and Retry-After for the limit this request was last
+    checked against, read when the response starts (nothing when no limit was checked).
+    Retry-After is the wait until the window resets, or the response's own (a 503's) if later."""
+    current = scope.get("state", {}).get(_STATE_KEY)
+    if current is None:
+        return
+    counter, item, identifiers = current
+    reset, remaining = await counter.get_window_stats(item, *identifiers)
+    reset_in = 1 + int(reset)
+    at = next((i for i, h in enumerate(headers) if h[0].lower() == b"retry-after"), None)
+    if at is not None:
+        own = headers.pop(at)[1]
+        if own.isdigit():
+            reset_in = max(int(time.time() + int(own)), reset_in)
+    headers += [
+        (b"x-ratelimit-limit", str(item.amount).encode()),
+        (b"x-ratelimit-remaining", str(remaining).encode()),
+        (b"x-ratelimit-reset", str(1 + int(reset)).encode()),
+        (b"retry-after", str(int(reset_in - time.time())).encode()),
+    ]
 
 
 def configure_limiter(settings: Settings) -> None:
-    """Point the process-wide limiter at these settings and a fresh counter storage."""
+    """Point the process-wide declarations at these settings."""
     _active.update(
         register=settings.rate_limit_register or REGISTER_LIMIT,
         login=settings.rate_limit_login or LOGIN_LIMIT,
@@ -215,18 +194,13 @@ def configure_limiter(settings: Settings) -> None:
         default=settings.rate_limit_default or DEFAULT_LIMIT,
     )
     limiter.enabled = settings.rate_limit_enabled
-    storage = _build_storage(settings)
-    # slowapi 0.1.10 takes its storage only as a URI; swap in the failover storage directly.
-    limiter._storage = storage
-    limiter._limiter = FixedWindowRateLimiter(storage)
 
 
 def install_rate_limiting(app: FastAPI, settings: Settings) -> None:
-    """Configure the limiter for this app's settings and add the 429 handler."""
+    """Configure the limiter for this app's settings and give the app its counters (no I/O:
+    the lifespan closes them)."""
     configure_limiter(settings)
-    app.state.limiter = limiter
+    app.state.rate_limiter = FixedWindowRateLimiter(build_storage(settings))
     app.state.trusted_proxies = [
         ipaddress.ip_network(net, strict=False) for net in settings.trusted_proxies
     ]
-    app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded)
-    app.add_middleware(RateLimitHeadersMiddleware)

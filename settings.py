@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # Per-process copies of Redis's stats entries (0: none, every read asks Redis).
     stats_near_cache_entries: int = Field(default=4096, ge=0)
 
-    # Rate limits in slowapi syntax ("5/minute"); unset means the default named in
+    # Rate limits in `limits` syntax ("5/minute"); unset means the default named in
     # rate_limit_config.py. RATE_LIMIT_ENABLED=false turns limiting off for load tests.
     rate_limit_enabled: bool = True
     rate_limit_register: LimitString | None = None

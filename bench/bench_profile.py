@@ -22,8 +22,7 @@ LIBRARIES = {
     "fastapi": "FastAPI",
     "starlette": "Starlette",
     "jwt": "PyJWT",
-    "slowapi": "slowapi/limits",
-    "limits": "slowapi/limits",
+    "limits": "limits",
     "uvicorn": "uvicorn",
     "anyio": "anyio (thread pool)",
     "redis": "redis",
@@ -33,6 +32,7 @@ APP = {
     "auth.py", "background_tasks.py", "circuit_breaker.py", "db_config.py", "db_models.py",
     "dependencies.py", "exceptions.py", "logging_config.py", "main.py", "models.py",
     "rate_limit_config.py", "redis_config.py", "routers", "services", "settings.py", "storage.py",
+    "request_context.py", "rate_limit_storage.py", "idempotency.py", "metrics.py",
 }  # fmt: skip
 # Costs worth naming: the share of busy samples whose stack contains any of the needles.
 MARKERS = {

@@ -57,7 +57,6 @@ _login_limit = limiter.shared_limit(active_limit("login"), scope="login")
 @limiter.limit(active_limit("register"))
 async def register(
     request: Request,
-    response: Response,
     data: UserCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -72,7 +71,6 @@ async def register(
 @_login_limit
 async def login(
     request: Request,
-    response: Response,
     credentials: LoginRequest,
     session: SessionDep,
     settings: SettingsDep,
@@ -91,7 +89,6 @@ async def login(
 @_login_limit
 async def token(
     request: Request,
-    response: Response,
     form: Annotated[TokenForm, Form()],
     session: SessionDep,
     settings: SettingsDep,

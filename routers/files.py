@@ -17,13 +17,17 @@ from dependencies import (
     StorageDep,
     WritableTask,
 )
+from idempotency import IdempotentRoute, idempotent
 from models import FileRead, error_responses
 from rate_limit_config import active_limit, limiter
 from services import files as file_service
 from services.file_types import FILE_TYPES
 
 task_files_router = APIRouter(
-    prefix="/tasks/{task_id}/files", tags=["files"], responses=error_responses(401, 429)
+    prefix="/tasks/{task_id}/files",
+    tags=["files"],
+    responses=error_responses(401, 429),
+    route_class=IdempotentRoute,
 )
 files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429))
 
@@ -64,10 +68,10 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
     responses=error_responses(400, 403, 404, 413, 415, 422, 502, 503),
     openapi_extra=_UPLOAD_BODY,
 )
+@idempotent
 @limiter.limit(active_limit("upload"))
 async def upload_file(
     request: Request,
-    response: Response,
     task: WritableTask,
     session: SessionDep,
     storage: StorageDep,

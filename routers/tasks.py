@@ -22,6 +22,7 @@ from dependencies import (
     etag_of,
     not_modified,
 )
+from idempotency import IdempotentRoute, idempotent
 from models import (
     TAG_PATH,
     BulkUpdate,
@@ -55,7 +56,12 @@ class _TagConvertor(Convertor[str]):
 
 register_url_convertor("tag", _TagConvertor())
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 429),
+    route_class=IdempotentRoute,
+)
 _OWNED = error_responses(403, 404, 422)
 # Routes with a JSON body also answer 400 when the body cannot be parsed at all.
 _CONDITIONAL = error_responses(400, 403, 404, 412, 422)
@@ -103,10 +109,10 @@ async def list_tasks(
 
 
 @router.post("", status_code=201, response_model=TaskRead, responses=error_responses(400, 422))
+@idempotent
 @limiter.limit(active_limit("create_task"))
 async def create_task(
     request: Request,
-    response: Response,
     data: TaskCreate,
     store: TaskStoreDep,
     user_id: CurrentUserID,
@@ -128,6 +134,7 @@ async def get_stats(
 
 
 @router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
+@idempotent
 async def bulk_update_tasks(
     data: BulkUpdate,
     store: TaskStoreDep,

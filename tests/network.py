@@ -1,7 +1,7 @@
 """Loopback TCP helpers for fault tests: a proxy that can be cut, and a server that never answers.
 
-Both run in their own threads: the rate limiter talks to Redis synchronously from the event loop,
-so a proxy on that same loop could never answer it.
+Both run in their own threads, so they behave the same whatever the event loop under test is
+doing (and a test can prove that loop is never blocked while they hang).
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ class _Server:
         thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
         self._threads.append(thread)
         thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (and still tracked)."""
+        with self._lock:
+            return len(self._connections)
 
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
