@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 include mk/infra.mk
 include mk/bench.mk
 
-.PHONY: install run migrate test lint format check clean fuzz security
+.PHONY: install run migrate test lint format check clean fuzz security browser-deps
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -39,8 +39,25 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Debian's chromium and its driver, if missing: tests/test_docs_browser.py drives /docs in them.
+# apt-get update only when a package has no install candidate (fresh image, empty lists).
+browser-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		for pkg in $$missing; do \
+			apt-cache policy "$$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]' \
+				|| { $(INFRA_SUDO) apt-get update -qq; break; }; \
+		done; \
+		echo "browser-deps: installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive $(INFRA_SUDO) apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; \
+	fi; \
+	echo "browser-deps: $$(command -v chromium) $$(command -v chromedriver)"
+
 # infra-deps installs nginx if missing: the blue-green deploy tests drive a real one.
-test: $(STAMP) infra-deps ## Run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL: PostgreSQL / Redis)
+test: $(STAMP) infra-deps browser-deps ## Run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL: PostgreSQL / Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: lint test

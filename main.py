@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from fastapi import Depends, FastAPI
 
 from db_config import build_engine, build_sessionmaker
+from docs_ui import install_docs
 from exceptions import register_exception_handlers
 from idempotency import IdempotencyMiddleware
 from logging_config import RequestContextMiddleware, configure_logging
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=settings.app_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs below
+        redoc_url=None,
         dependencies=[Depends(enforce_default_limit), Depends(track_in_flight)],
     )
     app.state.settings = settings
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(files.task_files_router)
     app.include_router(files.files_router)
+    install_docs(app)
     return app
 
 
