@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -19,7 +20,7 @@ from redis_config import build_cache
 from request_limits import RequestSizeLimitMiddleware
 from routers import auth, files, health, tasks
 from services import tasks as task_service
-from settings import Settings, get_settings, resolve_secret_key
+from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
 
 DESCRIPTION = """
@@ -106,4 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigurationError as exc:
+    sys.exit(str(exc))  # `uvicorn main:app` then ends on this one line, not a traceback
