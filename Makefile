@@ -14,19 +14,26 @@ include mk/bench.mk
 
 .PHONY: install run migrate test lint format check clean fuzz security browser-deps
 
+# pip runs quietly, so each step says what it is doing (a first install takes about a minute).
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@echo "install: creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "install: upgrading pip"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "install: installing the pinned packages of requirements-dev.txt (about a minute the first time)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
+	@echo "install: done"
 
 install: $(STAMP) ## Install runtime and dev dependencies into .venv
 
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite file)
-	$(BIN)/alembic upgrade head
+	@echo "migrate: alembic upgrade head"
+	@$(BIN)/alembic upgrade head
 
 run: migrate ## Serve the API on HOST:PORT (default 127.0.0.1:8000)
+	@echo "run: serving http://$(HOST):$(PORT) (docs at /docs) with $(WEB_CONCURRENCY) worker(s)"
 	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY) \
 		--no-access-log --timeout-graceful-shutdown 8
 
