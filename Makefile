@@ -35,7 +35,7 @@ migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite fil
 run: migrate ## Serve the API on HOST:PORT (default 127.0.0.1:8000)
 	@echo "run: serving http://$(HOST):$(PORT) (docs at /docs) with $(WEB_CONCURRENCY) worker(s)"
 	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY) \
-		--no-access-log --timeout-graceful-shutdown 8
+		--no-access-log --timeout-graceful-shutdown 8 --log-config uvicorn-logging.json
 
 lint: $(STAMP) ## ruff (lint and format check) and strict mypy
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from logging.config import fileConfig
 
@@ -15,15 +16,22 @@ from sqlalchemy.schema import Index, SchemaItem
 from alembic import context
 from db_config import normalize_database_url
 from db_models import Base
+from logging_config import log_handler
 from settings import ConfigurationError, get_settings
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
 # Seconds to wait for PostgreSQL before calling it unreachable (asyncpg's own default is 60).
 CONNECT_TIMEOUT = 10
+
+
+def _configure_logging() -> None:
+    """alembic.ini's levels, with the app's handler: text or JSON lines, ISO 8601 times."""
+    if config.config_file_name is None or not config.attributes.get("configure_logger", True):
+        return
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+    logging.getLogger().handlers[:] = [log_handler(get_settings().log_format)]
 
 
 def _database_url() -> str:
@@ -100,6 +108,7 @@ async def run_migrations_online() -> None:
 
 
 try:
+    _configure_logging()
     if context.is_offline_mode():
         run_migrations_offline()
     else:
