@@ -58,8 +58,14 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
+# SQLite reuses the id of a deleted newest row unless the table is AUTOINCREMENT (migration
+# 0006); PostgreSQL never does. Declared here so the models and the migrations agree.
+_NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = _NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
@@ -106,6 +112,7 @@ class Task(Base):
         # Search (services.task_filters): ILIKE '%term%' as an index condition. Led by the owner
         # (btree_gin), so even a generic plan reads one user's entries, never every user's.
         *(_trigram_index(column) for column in ("title", "description")),
+        _NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,6 +167,7 @@ class TaskFile(Base):
     """
 
     __tablename__ = "task_files"
+    __table_args__ = _NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)

@@ -47,7 +47,9 @@ class AuthenticationError(AppError):
 
 class InvalidCredentialsError(AuthenticationError):
     def __init__(self) -> None:
-        super().__init__("Incorrect username or password")
+        message = "Incorrect username or password"
+        # error_description (RFC 6749 5.2) is what Swagger UI's Authorize dialog shows.
+        super().__init__(message, error_description=message)
 
 
 class InvalidTokenError(AuthenticationError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import Depends, FastAPI
 
 from db_config import build_engine, build_sessionmaker
+from docs_ui import install_docs
 from exceptions import register_exception_handlers
 from logging_config import configure_logging
 from metrics import register_pool, track_in_flight, unregister_pool
@@ -17,7 +19,7 @@ from redis_config import build_cache
 from request_context import RequestContextMiddleware
 from routers import auth, files, health, tasks
 from services import tasks as task_service
-from settings import Settings, get_settings, resolve_secret_key
+from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
 
 DESCRIPTION = """
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=settings.app_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs below
+        redoc_url=None,
         dependencies=[Depends(enforce_default_limit), Depends(track_in_flight)],
     )
     app.state.settings = settings
@@ -96,7 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(files.task_files_router)
     app.include_router(files.files_router)
+    install_docs(app)
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigurationError as exc:
+    sys.exit(str(exc))  # `uvicorn main:app` then ends on this one line, not a traceback

@@ -20,7 +20,7 @@ from datetime import timedelta
 from background_tasks import ReconcileReport, reconcile_storage
 from db_config import build_engine, build_sessionmaker
 from logging_config import configure_logging
-from settings import Settings, get_settings
+from settings import ConfigurationError, Settings, get_settings
 from storage import build_storage
 
 
@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.grace_seconds is not None and args.grace_seconds < 0:
         parser.error("--grace-seconds must be 0 or more")
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        parser.exit(1, f"{exc}\n")
     configure_logging(settings)
     report = asyncio.run(
         reconcile(settings, grace_seconds=args.grace_seconds, dry_run=args.dry_run)

@@ -15,12 +15,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 logger = logging.getLogger(__name__)
 
 MIN_SECRET_KEY_BYTES = 32
+DATABASE_URL_FORMS = "postgresql://user:pass@host:5432/db or sqlite:///path/to/file.db"
+# Settings whose value an error message must not repeat (secrets, or URLs that may hold one).
+_UNQUOTED = {"secret_key", "smtp_password", "database_url", "redis_url"}
 
 Environment = Literal["development", "test", "production"]
 # Extensions whose content the upload check can verify (see services/file_types.py).
@@ -108,6 +113,17 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        try:
+            backend = make_url(value.replace("postgres://", "postgresql://", 1)).get_backend_name()
+        except ArgumentError:
+            raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
+        if backend not in ("postgresql", "sqlite"):
+            raise ValueError(f"{backend} is not supported; use {DATABASE_URL_FORMS}")
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -162,14 +178,39 @@ class Settings(BaseSettings):
             if len(key.encode()) < MIN_SECRET_KEY_BYTES:
                 raise ValueError(
                     f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes "
-                    "when ENVIRONMENT=production"
+                    "when ENVIRONMENT=production; generate one with: "
+                    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
                 )
         return self
 
 
+class ConfigurationError(Exception):
+    """A setting is wrong. Its message is one line naming the setting and the fix: entry points
+    print it and exit non-zero instead of showing a traceback."""
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for all of a ValidationError's complaints, each led by the variable's name."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            field = str(error["loc"][0])
+            shown = "" if field in _UNQUOTED else f"={error.get('input')!r}"
+            parts.append(f"{field.upper()}{shown} is invalid: {message}")
+        else:  # a rule across fields: its message names them
+            parts.append(message)
+    return "; ".join(parts)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"configuration error: {describe_errors(exc)} (set in the environment or .env)"
+        ) from None
 
 
 def resolve_secret_key(settings: Settings) -> str:

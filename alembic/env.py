@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from logging.config import fileConfig
 
 from sqlalchemy import pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import Index, SchemaItem
 
 from alembic import context
 from db_config import normalize_database_url
 from db_models import Base
-from settings import get_settings
+from logging_config import log_handler
+from settings import ConfigurationError, get_settings
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+# Seconds to wait for PostgreSQL before calling it unreachable (asyncpg's own default is 60).
+CONNECT_TIMEOUT = 10
+
+
+def _configure_logging() -> None:
+    """alembic.ini's levels, with the app's handler: text or JSON lines, ISO 8601 times."""
+    if config.config_file_name is None or not config.attributes.get("configure_logger", True):
+        return
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+    logging.getLogger().handlers[:] = [log_handler(get_settings().log_format)]
 
 
 def _database_url() -> str:
@@ -68,14 +80,38 @@ def _run_sync(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _unreachable(url: str, exc: Exception) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__
+    parsed = make_url(url)
+    shown = parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
+    return (
+        f"DATABASE_URL: cannot connect to {shown} ({reason}); "
+        "start the database or fix DATABASE_URL (environment or .env)"
+    )
+
+
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_database_url(), poolclass=pool.NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(_run_sync)
-    await engine.dispose()
+    url = _database_url()
+    connect_args = {"timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    try:
+        try:
+            connection = await engine.connect()
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            raise ConfigurationError(_unreachable(url, exc)) from None
+        try:
+            await connection.run_sync(_run_sync)
+        finally:
+            await connection.close()
+    finally:
+        await engine.dispose()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    asyncio.run(run_migrations_online())
+try:
+    _configure_logging()
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        asyncio.run(run_migrations_online())
+except ConfigurationError as exc:
+    sys.exit(str(exc))  # `alembic upgrade head` (make run's first step) ends on this one line

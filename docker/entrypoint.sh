@@ -24,6 +24,7 @@ case "${1:-serve}" in
       --proxy-headers \
       --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
       --timeout-graceful-shutdown "${GRACEFUL_TIMEOUT:-8}" \
+      --log-config uvicorn-logging.json \
       --no-server-header
     ;;
   migrate)

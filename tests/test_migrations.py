@@ -104,7 +104,7 @@ def test_trigram_migration_as_a_role_that_may_not_create_extensions(
         assert len(refused) == (0 if preinstalled else 1), caplog.text
         assert _tables(as_role) >= APP_TABLES
         version = "SELECT version_num FROM alembic_version"
-        assert _inspect(as_role, lambda sync: sync.execute(text(version)).scalar()) == "0005"
+        assert _inspect(as_role, lambda sync: sync.execute(text(version)).scalar()) == "0006"
         indexes = _task_indexes(as_role)
         assert TRIGRAM_INDEXES & indexes == (TRIGRAM_INDEXES if preinstalled else set())
         migrate(as_role, "base", down=True)
