@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exceptions import internal_error_response
+from exceptions import unhandled_error_response
 from settings import Settings
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -101,11 +101,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            logger.exception("unhandled error")
+        except Exception as exc:
             if response_started:
+                logger.exception("unhandled error")
                 raise
-            await internal_error_response()(scope, receive, send_with_headers)
+            # A database outage met outside the app's handlers (idempotency) is a 503 too.
+            await unhandled_error_response(exc)(scope, receive, send_with_headers)
         finally:
             if access_logger.isEnabledFor(logging.INFO):  # skip building the record when off
                 duration_ms = round((time.perf_counter() - started) * 1000, 1)
