@@ -269,6 +269,7 @@ class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unavailable"]
     cache: Literal["ok", "unavailable", "memory"]
+    storage: Literal["ok", "unavailable"]
     version: str
 
 
