@@ -301,6 +301,7 @@ _ERROR_DESCRIPTIONS = {
     429: "Rate limit exceeded",
     502: "A backing service failed",
     503: "A backing service is unavailable",
+    507: "The file store is full",
 }
 
 
