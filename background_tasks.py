@@ -50,6 +50,7 @@ class ReconcileReport:
     too_recent: int = 0
     orphaned: int = 0
     deleted: int = 0
+    incomplete: int = 0  # half-written uploads found (and purged, unless a dry run)
     incomplete_purged: int = 0
 
 
@@ -85,13 +86,17 @@ async def reconcile_storage(
             batch = []
     if batch:
         await _reconcile_batch(sessions, storage, batch, report, dry_run=dry_run)
-    if not dry_run:
-        report.incomplete_purged = await storage.purge_incomplete(older_than=cutoff)
+    incomplete = await storage.purge_incomplete(older_than=cutoff, dry_run=dry_run)
+    for name in incomplete:
+        logger.info("half-written upload %s name=%s", "found" if dry_run else "purged", name)
+    report.incomplete = len(incomplete)
+    report.incomplete_purged = 0 if dry_run else len(incomplete)
     logger.info(
-        "storage reconciled scanned=%s orphaned=%s deleted=%s dry_run=%s",
+        "storage reconciled scanned=%s orphaned=%s deleted=%s incomplete=%s dry_run=%s",
         report.scanned,
         report.orphaned,
         report.deleted,
+        report.incomplete,
         dry_run,
     )
     return report

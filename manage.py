@@ -5,7 +5,8 @@
 `reconcile-storage` deletes stored blobs that no file row references and that are older than
 the grace period (STORAGE_ORPHAN_GRACE_SECONDS, default one hour), plus uploads a crash left
 half-written. It never deletes a referenced blob, and a second run finds nothing to do. Run it
-from cron or a scheduled job; it is safe while the API is serving.
+from cron or a scheduled job; it is safe while the API is serving. `--dry-run` deletes nothing
+and logs each half-written upload it would purge (`incomplete` in the summary).
 """
 
 from __future__ import annotations

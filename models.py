@@ -293,6 +293,7 @@ class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unavailable"]
     cache: Literal["ok", "unavailable", "memory"]
+    storage: Literal["ok", "unavailable"]
     version: str
 
 
@@ -324,6 +325,7 @@ _ERROR_DESCRIPTIONS = {
     429: "Rate limit exceeded",
     502: "A backing service failed",
     503: "A backing service is unavailable",
+    507: "The file store is full",
 }
 
 

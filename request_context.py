@@ -21,7 +21,7 @@ import time
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exceptions import error_response, internal_error_response
+from exceptions import error_response, unhandled_error_response
 from logging_config import request_id_var
 from metrics import observe_request
 from rate_limit_config import add_rate_limit_headers
@@ -164,11 +164,12 @@ class RequestContextMiddleware:
             await self.app(scope, app_receive, exchange.send)
         except _BodyTooLarge:
             pass
-        except Exception:
-            logger.exception("unhandled error")
+        except Exception as exc:
             if exchange.started:
+                logger.exception("unhandled error after the response started")
                 raise
-            await exchange.respond(internal_error_response(), receive)
+            # 503 for an outage (exceptions.database_unavailable), else a logged 500.
+            await exchange.respond(unhandled_error_response(exc), receive)
         if exchange.exceeded and not exchange.refused:
             await exchange.refuse(receive)
 

@@ -8,6 +8,7 @@ by `build_storage()`, never at import.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -31,17 +32,23 @@ from botocore.exceptions import (  # type: ignore[import-untyped]  # same as bot
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from exceptions import StorageError, StorageUnavailableError
+from exceptions import InsufficientStorageError, StorageError, StorageUnavailableError
 from settings import Settings
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "attachments/"
+# Uploads in progress (local backend): UPLOAD_DIR/.tmp/upload-<random>, renamed when complete.
+TEMP_PREFIX = "upload-"
 _KEY_SHAPE = re.compile(r"attachments/[0-9a-f]{32}")
 CHUNK_SIZE = 64 * 1024
 # An S3 upload is staged in a temp file that keeps at most this much in memory.
 SPOOL_MEMORY = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# A full disk or an exhausted quota: 507, the client may retry once space is freed.
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# UPLOAD_DIR cannot be written at all (read-only mount, permissions, a file in the way): 503.
+_UNWRITABLE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 _T = TypeVar("_T")
 
@@ -81,8 +88,12 @@ class Storage(Protocol):
     def list_blobs(self) -> AsyncIterator[BlobInfo]:
         """Every stored blob under KEY_PREFIX, with its last-modified time."""
 
-    async def purge_incomplete(self, *, older_than: datetime) -> int:
-        """Remove uploads a crash left half-written; return how many."""
+    async def purge_incomplete(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
+        """Remove uploads a crash left half-written (only list them when `dry_run`); return
+        their names."""
+
+    async def problem(self) -> str | None:
+        """Why the store cannot take uploads now (for `/health` and the start-up log), or None."""
 
     async def close(self) -> None: ...
 
@@ -106,13 +117,12 @@ class LocalStorage:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            logger.error("local storage error: %s", exc)
-            raise StorageError() from exc
+            raise _disk_error(exc) from exc
 
     async def save(self, key: str, chunks: AsyncIterable[bytes]) -> None:
         path = self._path(key)
         await self._io(_make_dirs, self._tmp, path.parent)
-        fd, tmp_name = await self._io(tempfile.mkstemp, "", "upload-", str(self._tmp))
+        fd, tmp_name = await self._io(tempfile.mkstemp, "", TEMP_PREFIX, str(self._tmp))
         handle = os.fdopen(fd, "wb")
         try:
             async for chunk in chunks:
@@ -151,13 +161,20 @@ class LocalStorage:
             if _KEY_SHAPE.fullmatch(key):
                 yield BlobInfo(key, modified)
 
-    async def purge_incomplete(self, *, older_than: datetime) -> int:
+    async def purge_incomplete(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
         stale = [
             name for name, modified in await self._io(_scan, self._tmp) if modified < older_than
         ]
-        for name in stale:
-            await self._io(partial((self._tmp / name).unlink, missing_ok=True))
-        return len(stale)
+        if not dry_run:
+            for name in stale:
+                await self._io(partial((self._tmp / name).unlink, missing_ok=True))
+        return [f".tmp/{name}" for name in stale]
+
+    async def problem(self) -> str | None:
+        return await run_sync(self.problem_now)
+
+    def problem_now(self) -> str | None:
+        return _folder_problem(self.root, self._tmp, self.root / KEY_PREFIX)
 
     async def close(self) -> None:
         return None
@@ -175,8 +192,40 @@ def _flush_and_close(handle: BinaryIO) -> None:
 
 
 def _discard_temp(handle: BinaryIO, name: str) -> None:
-    handle.close()
-    Path(name).unlink(missing_ok=True)
+    # Closing flushes what is still buffered, which fails again on a full disk: the file is
+    # closed all the same, and must still be removed.
+    try:
+        handle.close()
+    except OSError:
+        pass
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _disk_error(exc: OSError) -> StorageError:
+    """The API's error for a failed disk operation: 507 full, 503 unwritable, 502 otherwise."""
+    if exc.errno in _FULL_ERRNOS:
+        logger.error("local storage full: %s", exc.strerror)
+        return InsufficientStorageError()
+    if exc.errno in _UNWRITABLE_ERRNOS:
+        logger.error("local storage not writable (UPLOAD_DIR): %s", exc.strerror)
+        return StorageUnavailableError()
+    logger.error("local storage error: %s", exc)
+    return StorageError()
+
+
+def _folder_problem(root: Path, *folders: Path) -> str | None:
+    """Why UPLOAD_DIR cannot take uploads, or None: it (and its subfolders) is created when
+    missing, as the first upload would, and must then be a writable directory."""
+    try:
+        _make_dirs(*folders)
+    except OSError as exc:
+        state = "is not writable" if root.is_dir() else "is missing and cannot be created"
+        return f"UPLOAD_DIR={root} {state} ({exc.strerror})"
+    for folder in (root, *folders):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"UPLOAD_DIR={root} is not writable ({folder} refuses writes)"
+    return None
 
 
 def _scan(folder: Path) -> list[tuple[str, datetime]]:
@@ -227,9 +276,12 @@ class S3Storage:
         # Staged first so the size and content checks finish before S3 sees a byte; memory stays
         # at SPOOL_MEMORY, the rest spills to an anonymous temp file that vanishes on close.
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-            async for chunk in chunks:
-                await run_sync(spool.write, chunk)
-            await run_sync(spool.seek, 0)
+            try:
+                async for chunk in chunks:
+                    await run_sync(spool.write, chunk)
+                await run_sync(spool.seek, 0)
+            except OSError as exc:  # the local temp folder is full
+                raise _disk_error(exc) from exc
             await self._call("put_object", Bucket=self._bucket, Key=key, Body=spool)
 
     async def open(self, key: str) -> AsyncIterator[bytes]:
@@ -277,18 +329,23 @@ class S3Storage:
             raise _translate(exc) from exc
         return page
 
-    async def purge_incomplete(self, *, older_than: datetime) -> int:
+    async def purge_incomplete(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
         # Multipart uploads interrupted by a crash are invisible but billed; abort stale ones.
         listing = await self._call("list_multipart_uploads", Bucket=self._bucket, Prefix=KEY_PREFIX)
         stale = [u for u in listing.get("Uploads", []) if u["Initiated"] < older_than]
-        for upload in stale:
+        for upload in [] if dry_run else stale:
             await self._call(
                 "abort_multipart_upload",
                 Bucket=self._bucket,
                 Key=upload["Key"],
                 UploadId=upload["UploadId"],
             )
-        return len(stale)
+        return [f"{upload['Key']} (upload {upload['UploadId']})" for upload in stale]
+
+    async def problem(self) -> str | None:
+        # Not probed: a request to S3 on every health check costs money and latency, and S3
+        # failures are answered per request (502/503).
+        return None
 
     async def close(self) -> None:
         await run_sync(self._client.close)
@@ -315,4 +372,9 @@ def build_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
         assert settings.s3_bucket_name  # the settings refuse s3 without a bucket
         return S3Storage(build_s3_client(settings), settings.s3_bucket_name)
-    return LocalStorage(settings.upload_dir)
+    storage = LocalStorage(settings.upload_dir)
+    # Found at start-up rather than at the first upload; /health keeps reporting it.
+    problem = storage.problem_now()
+    if problem:
+        logger.error("%s: uploads answer 503 and /health 503 until it is fixed", problem)
+    return storage

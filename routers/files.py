@@ -65,7 +65,7 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
     "",
     status_code=201,
     response_model=FileRead,
-    responses=error_responses(400, 403, 404, 413, 415, 422, 502, 503),
+    responses=error_responses(400, 403, 404, 413, 415, 422, 502, 503, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 @idempotent

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import Health
 from redis_config import Cache
+from storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +28,21 @@ async def _database_state(engine: AsyncEngine) -> bool:
     return True
 
 
-async def check(engine: AsyncEngine, cache: Cache, *, version: str) -> Health:
+async def _storage_state(storage: Storage) -> bool:
+    problem = await storage.problem()
+    if problem:
+        logger.warning("health check: storage unavailable: %s", problem)
+    return problem is None
+
+
+async def check(engine: AsyncEngine, cache: Cache, storage: Storage, *, version: str) -> Health:
+    """`unavailable` (503) when the database or the file store cannot serve; `degraded` (200)
+    when only the cache is down, which the API works without."""
     database_ok = await _database_state(engine)
+    storage_ok = await _storage_state(storage)
     cache_state = await cache.state()
     status: Literal["ok", "degraded", "unavailable"]
-    if not database_ok:
+    if not (database_ok and storage_ok):
         status = "unavailable"
     elif cache_state == "unavailable":
         status = "degraded"
@@ -41,5 +52,6 @@ async def check(engine: AsyncEngine, cache: Cache, *, version: str) -> Health:
         status=status,
         database="ok" if database_ok else "unavailable",
         cache=cache_state,
+        storage="ok" if storage_ok else "unavailable",
         version=version,
     )

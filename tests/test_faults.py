@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auth import create_access_token
 from db_config import normalize_database_url
 from tests.conftest import ROOT, assert_error, client_for, make_task, make_user, migrate
 from tests.file_helpers import PNG, free_port
@@ -64,6 +65,37 @@ async def test_database_cut_mid_run_gives_503_then_recovers_with_nothing_half_wr
             assert [t["title"] for t in listed.json()] == ["t0", "t1", "t2"]
     finally:
         proxy.stop()
+
+
+# Nothing answers on port 9 (discard); no name under .invalid ever resolves (RFC 2606).
+_REFUSED = "postgresql://nobody@127.0.0.1:9/none"
+_UNRESOLVABLE = "postgresql://nobody@database.invalid/none"
+
+
+@pytest.mark.parametrize("dead_url", [_REFUSED, _UNRESOLVABLE], ids=["refused", "no-dns"])
+async def test_database_unreachable_gives_503_on_every_route_idempotent_ones_included(
+    app_factory: Callable[..., Any], dead_url: str
+) -> None:
+    async with app_factory(database_url=dead_url, db_connect_timeout=1) as app:
+        token = create_access_token(1, secret=app.state.secret_key, expires_minutes=5)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with client_for(app) as client:
+            answers = [
+                await client.get("/tasks", headers=headers),
+                await client.post("/tasks", json={"title": "t"}, headers=headers),
+                # The idempotency layer reads the database before the app's handlers run.
+                await client.post(
+                    "/tasks", json={"title": "t"}, headers={**headers, "Idempotency-Key": "k1"}
+                ),
+                await client.post("/auth/login", json={"username": "x", "password": "y"}),
+            ]
+            health = await client.get("/health")
+    for response in answers:
+        body = assert_error(response, 503)
+        assert body["error"] == "Service Unavailable"
+        assert response.headers["Retry-After"].isdigit()
+    assert health.status_code == 503
+    assert health.json()["database"] == "unavailable"
 
 
 @pytest.fixture

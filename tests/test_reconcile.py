@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from manage import reconcile
 from storage import new_key
-from tests.conftest import ROOT, assert_error, make_task, make_user
+from tests.conftest import ROOT, assert_error, make_task, make_user, migrate
 from tests.file_helpers import (
     AWS_REGION,
     PDF,
@@ -141,7 +141,7 @@ async def test_reconcile_removes_half_written_local_uploads(
     """A crash mid-upload leaves a temp file under .tmp/; reconcile removes it once stale."""
     async with app_factory(storage_backend="local", upload_dir=tmp_path / "uploads") as app:
         root: Path = app.state.settings.upload_dir
-        (root / ".tmp").mkdir(parents=True)
+        (root / ".tmp").mkdir(parents=True, exist_ok=True)  # made at start-up
         stale = root / ".tmp" / "upload-crashed"
         stale.write_bytes(b"half a file")
         os.utime(stale, (0, 0))
@@ -151,6 +151,47 @@ async def test_reconcile_removes_half_written_local_uploads(
         assert report.incomplete_purged == 1
         assert not stale.exists()
         assert fresh.exists()
+
+
+def test_reconcile_dry_run_lists_half_written_uploads_and_a_real_run_purges_them(
+    tmp_path: Path,
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'reconcile.db'}"
+    migrate(database_url)
+    temp = tmp_path / "uploads" / ".tmp"
+    temp.mkdir(parents=True)
+    half_written = [temp / "upload-crashed1", temp / "upload-crashed2"]
+    for path in half_written:
+        path.write_bytes(b"half a file")
+        os.utime(path, (0, 0))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "STORAGE_BACKEND": "local",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "REDIS_URL": "",
+        "LOG_LEVEL": "INFO",
+    }
+    command = [sys.executable, str(ROOT / "manage.py"), "reconcile-storage"]
+
+    def run(*extra: str) -> tuple[str, dict[str, int]]:
+        done = subprocess.run(
+            [*command, *extra], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        report: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+        return done.stdout, report
+
+    output, dry = run("--dry-run")
+    assert (dry["incomplete"], dry["incomplete_purged"]) == (2, 0)
+    for path in half_written:
+        assert f"half-written upload found name=.tmp/{path.name}" in output
+        assert path.exists()  # a dry run deletes nothing
+    output, real = run()
+    assert (real["incomplete"], real["incomplete_purged"]) == (2, 2)
+    assert "half-written upload purged name=.tmp/upload-crashed1" in output
+    assert list(temp.iterdir()) == []
+    assert run()[1]["incomplete"] == 0
 
 
 @pytest.mark.usefixtures("aws_env")
