@@ -226,6 +226,21 @@ def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, 
 TagEdit = Callable[[list[str]], list[str] | None]
 
 
+@dataclass(frozen=True)
+class Write:
+    """One write of tasks: who, which, what. `changes` are the fields to set; or `edit_tags`
+    derives a task's new tags from its current ones under the lock (None: nothing to write).
+    `allowed` is If-Match's versions; `bulk` answers 404 for any id refused (a bulk body must
+    not probe which ids exist)."""
+
+    user_id: int
+    task_ids: Sequence[int]
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    allowed: frozenset[int] | None = None
+    edit_tags: TagEdit | None = None
+    bulk: bool = False
+
+
 @dataclass
 class Written:
     """What a write did: the tasks as they are now, which of them it completed, and the owner
@@ -289,23 +304,16 @@ class TaskStore:
             "user_id": user_id, "version": FIRST_VERSION,
         }  # fmt: skip
 
-    async def update(
-        self,
-        *,
-        user_id: int,
-        task_ids: Sequence[int],
-        changes: Mapping[str, Any],
-        allowed: frozenset[int] | None = None,
-        edit_tags: TagEdit | None = None,
-        bulk: bool = False,
-    ) -> Written:
-        """Write `changes` to the tasks (all or, any of them refused, none); or, with
-        `edit_tags`, the tags it derives from each task's current ones under the lock (None:
-        nothing to write). One task: 401 / 404 / 403 / 412; `bulk`: 404 for the first id that
-        is missing or not the caller's to write (401 if the caller is gone)."""
-        ids = sorted(set(task_ids))
+    async def update(self, write: Write) -> Written:
+        """Apply a `Write` to its tasks: all of them or, any refused, none. One task: 401 / 404
+        / 403 / 412; `bulk`: 404 for the first id that is missing or not the caller's to write
+        (401 if the caller is gone)."""
+        user_id, changes, edit_tags = write.user_id, write.changes, write.edit_tags
+        ids = sorted(set(write.task_ids))
         async with self.engine.begin() as connection:
-            locked = await self._lock(connection, user_id, ids, Need.WRITE, allowed, bulk=bulk)
+            locked = await self._lock(
+                connection, user_id, ids, Need.WRITE, write.allowed, bulk=write.bulk
+            )
             tags = await self._tags(connection, ids) if edit_tags or "tags" not in changes else {}
             if edit_tags is not None:
                 edited = edit_tags(tags[ids[0]])

@@ -11,7 +11,7 @@ Every other write (tags, bulk, delete) is the portable form.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -36,9 +36,9 @@ from services.task_store import (
     TAGS,
     TASKS,
     USERS,
-    TagEdit,
     TaskRow,
     TaskStore,
+    Write,
     Written,
     as_task,
     field_params,
@@ -166,26 +166,13 @@ class PostgresTaskStore(TaskStore):
             raise InvalidTokenError()
         return task
 
-    async def update(
-        self,
-        *,
-        user_id: int,
-        task_ids: Sequence[int],
-        changes: Mapping[str, Any],
-        allowed: frozenset[int] | None = None,
-        edit_tags: TagEdit | None = None,
-        bulk: bool = False,
-    ) -> Written:
-        if bulk or edit_tags is not None or "tags" in changes or len(set(task_ids)) != 1:
-            return await super().update(
-                user_id=user_id,
-                task_ids=task_ids,
-                changes=changes,
-                allowed=allowed,
-                edit_tags=edit_tags,
-                bulk=bulk,
-            )
-        return await self._update_one(user_id, task_ids[0], changes, allowed)
+    async def update(self, write: Write) -> Written:
+        one_task = len(set(write.task_ids)) == 1
+        if write.bulk or write.edit_tags is not None or "tags" in write.changes or not one_task:
+            return await super().update(write)
+        return await self._update_one(
+            write.user_id, write.task_ids[0], write.changes, write.allowed
+        )
 
     async def _update_one(
         self, user_id: int, task_id: int, changes: Mapping[str, Any], allowed: frozenset[int] | None

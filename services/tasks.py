@@ -16,7 +16,7 @@ from models import TaskCreate, TaskFilters
 from services import files as file_service
 from services.access import Need, check_version
 from services.notifications import schedule_completion_notice
-from services.task_store import TaskRow, TaskStore, Written
+from services.task_store import TaskRow, TaskStore, Write, Written
 from services.task_store_pg import PostgresTaskStore
 from settings import Settings
 from storage import Storage
@@ -72,7 +72,7 @@ async def update_task(
         check_version(task_id, task["version"], allowed_versions)
         return task
     written = await store.update(
-        user_id=user_id, task_ids=[task_id], changes=changes, allowed=allowed_versions
+        Write(user_id, [task_id], changes=changes, allowed=allowed_versions)
     )
     logger.info("task updated task_id=%s fields=%s", task_id, ",".join(sorted(changes)))
     _notify(background, settings, written)
@@ -91,7 +91,7 @@ async def bulk_update(
     """Apply one change to many tasks: all of them, or (any id not the caller's) none."""
     if not changes:
         raise BadRequestError("No fields to update were given")
-    written = await store.update(user_id=user_id, task_ids=task_ids, changes=changes, bulk=True)
+    written = await store.update(Write(user_id, task_ids, changes=changes, bulk=True))
     logger.info("bulk update task_count=%s user_id=%s", len(written.tasks), user_id)
     _notify(background, settings, written)
     return written.tasks
@@ -111,11 +111,11 @@ async def add_tags(
         new = [tag for tag in dict.fromkeys(tags) if tag not in current]
         return current + new if new else None
 
-    written = await store.update(
-        user_id=user_id, task_ids=[task_id], changes={}, allowed=allowed_versions, edit_tags=edit
+    task = await _edit_tags(
+        store, Write(user_id, [task_id], allowed=allowed_versions, edit_tags=edit)
     )
     logger.info("tags added task_id=%s", task_id)
-    return written.tasks[0]
+    return task
 
 
 async def remove_tag(
@@ -126,16 +126,22 @@ async def remove_tag(
     tag: str,
     allowed_versions: frozenset[int] | None = None,
 ) -> TaskRow:
+    """Remove one tag (404 when the task does not have it)."""
+
     def edit(current: list[str]) -> list[str]:
         if tag not in current:
             raise TagNotFoundError(task_id, tag)
         return [kept for kept in current if kept != tag]
 
-    written = await store.update(
-        user_id=user_id, task_ids=[task_id], changes={}, allowed=allowed_versions, edit_tags=edit
+    task = await _edit_tags(
+        store, Write(user_id, [task_id], allowed=allowed_versions, edit_tags=edit)
     )
     logger.info("tag removed task_id=%s", task_id)
-    return written.tasks[0]
+    return task
+
+
+async def _edit_tags(store: TaskStore, write: Write) -> TaskRow:
+    return (await store.update(write)).tasks[0]
 
 
 async def delete_task(
