@@ -168,7 +168,7 @@ class RequestContextMiddleware:
             if exchange.started:
                 logger.exception("unhandled error after the response started")
                 raise
-            # 503 for an outage (exceptions.database_unavailable), else a logged 500.
+            # 503 for an outage (outages.database_unavailable), else a logged 500.
             await exchange.respond(unhandled_error_response(exc), receive)
         if exchange.exceeded and not exchange.refused:
             await exchange.refuse(receive)

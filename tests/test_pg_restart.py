@@ -150,6 +150,64 @@ async def _shutting_down_window(cluster: Cluster, load: Load, seconds: float) ->
     await asyncio.to_thread(cluster.stop, "fast")
 
 
+async def _outages(cluster: Any, client: httpx.AsyncClient, user: Any, load: Load) -> None:
+    """Drive the cluster through every kind of outage while the load runs."""
+    await asyncio.sleep(1.0)
+    # 1. Shutting down (57P03) after the app's sessions were terminated (57P01).
+    await _shutting_down_window(cluster, load, seconds=1.5)
+    # 2. Down: connections refused. Then started without waiting: requests meet the server
+    #    while it starts up.
+    load.phase = "stopped-fast"
+    await asyncio.sleep(1.5)
+    load.phase = "starting"
+    await asyncio.to_thread(cluster.start, wait=False)
+    await _until_serving(client, user)
+    load.phase = "served-again"
+    await asyncio.sleep(1.0)
+    # 3. Stopped fast under load (sessions ended mid-statement: 57P01, resets).
+    load.phase = "stopping-fast"
+    await asyncio.to_thread(cluster.stop, "fast")
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(cluster.start, wait=False)
+    await _until_serving(client, user)
+    # 4. Killed (immediate: no shutdown checkpoint), then crash recovery on start.
+    load.phase = "killed"
+    await asyncio.to_thread(cluster.stop, "immediate")
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(cluster.start, wait=False)
+    await _until_serving(client, user)
+    load.phase = "recovered"
+    await asyncio.sleep(1.5)
+
+
+def _assert_answers(load: Load) -> None:
+    outage = {"shutting-down", "stopped-fast", "starting", "stopping-fast", "killed"}
+    assert load.errors == [], load.errors[:5]
+    assert _bad_answers(load, allow_503=True, phases=outage | {"warm-up"}) == []
+    # Once served again, the pool has recovered: every answer is the expected one.
+    assert _bad_answers(load, allow_503=False, phases={"served-again", "recovered"}) == []
+    statuses = Counter(r.status_code for _, _, r in load.answers)
+    assert statuses[500] == 0, statuses
+    for phase in ("shutting-down", "stopped-fast", "killed"):
+        assert any(r.status_code == 503 for _, r in load.in_phase(phase)), phase
+    assert any(r.status_code == 201 for _, r in load.in_phase("recovered"))
+
+
+async def _assert_nothing_half_written(
+    client: httpx.AsyncClient, user: Any, load: Load, bulk_ids: list[int]
+) -> None:
+    # Every task answered 201 exists with its title, and each bulk update was all or nothing
+    # (the three tasks carry one bulk's title).
+    for task_id, title in load.created.items():
+        fetched = await client.get(f"/tasks/{task_id}", headers=user.headers)
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.json()["title"] == title
+    titles = {
+        (await client.get(f"/tasks/{i}", headers=user.headers)).json()["title"] for i in bulk_ids
+    }
+    assert len(titles) == 1, titles
+
+
 async def test_postgres_stopped_and_restarted_under_load_gives_503_never_500_then_recovers(
     app_factory: Callable[..., Any],
 ) -> None:
@@ -171,55 +229,9 @@ async def test_postgres_stopped_and_restarted_under_load_gives_503_never_500_the
             counter = itertools.count(1)
             workers = [asyncio.create_task(load.worker(i, counter)) for i in range(WORKERS)]
             try:
-                await asyncio.sleep(1.0)
-                # 1. Shutting down (57P03) after the app's sessions were terminated (57P01).
-                await _shutting_down_window(cluster, load, seconds=1.5)
-                # 2. Down: connections refused. Then started without waiting: requests meet
-                #    the server while it starts up.
-                load.phase = "stopped-fast"
-                await asyncio.sleep(1.5)
-                load.phase = "starting"
-                await asyncio.to_thread(cluster.start, wait=False)
-                await _until_serving(client, user)
-                load.phase = "served-again"
-                await asyncio.sleep(1.0)
-                # 3. Stopped fast under load (sessions ended mid-statement: 57P01, resets).
-                load.phase = "stopping-fast"
-                await asyncio.to_thread(cluster.stop, "fast")
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(cluster.start, wait=False)
-                await _until_serving(client, user)
-                # 4. Killed (immediate: no shutdown checkpoint), then crash recovery on start.
-                load.phase = "killed"
-                await asyncio.to_thread(cluster.stop, "immediate")
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(cluster.start, wait=False)
-                await _until_serving(client, user)
-                load.phase = "recovered"
-                await asyncio.sleep(1.5)
+                await _outages(cluster, client, user, load)
             finally:
                 load.stop.set()
                 await asyncio.gather(*workers)
-
-            outage = {"shutting-down", "stopped-fast", "starting", "stopping-fast", "killed"}
-            assert load.errors == [], load.errors[:5]
-            assert _bad_answers(load, allow_503=True, phases=outage | {"warm-up"}) == []
-            # Once served again, the pool has recovered: every answer is the expected one.
-            assert _bad_answers(load, allow_503=False, phases={"served-again", "recovered"}) == []
-            statuses = Counter(r.status_code for _, _, r in load.answers)
-            assert statuses[500] == 0, statuses
-            for phase in ("shutting-down", "stopped-fast", "killed"):
-                assert any(r.status_code == 503 for _, r in load.in_phase(phase)), phase
-            assert any(r.status_code == 201 for _, r in load.in_phase("recovered"))
-
-            # Nothing half-written: every task answered 201 exists with its title, and each
-            # bulk update was all or nothing (the three tasks carry one bulk's title).
-            for task_id, title in load.created.items():
-                fetched = await client.get(f"/tasks/{task_id}", headers=user.headers)
-                assert fetched.status_code == 200, fetched.text
-                assert fetched.json()["title"] == title
-            titles = {
-                (await client.get(f"/tasks/{i}", headers=user.headers)).json()["title"]
-                for i in bulk_ids
-            }
-            assert len(titles) == 1, titles
+            _assert_answers(load)
+            await _assert_nothing_half_written(client, user, load, bulk_ids)
