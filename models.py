@@ -15,7 +15,6 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    Strict,
     StrictBool,
     StringConstraints,
     WithJsonSchema,
@@ -43,9 +42,13 @@ class SortField(StrEnum):
 
 
 def _fits_bcrypt(value: str) -> str:
-    # bcrypt ignores everything past 72 bytes; refusing is honest, truncating is not.
+    # bcrypt ignores everything past 72 bytes; refusing is honest, truncating is not. (A NUL is
+    # refused here too, not by a pattern: the schema's `format: password` carries both rules,
+    # which JSON Schema cannot spell; scripts/fuzz/schemathesis_hooks.py generates by them.)
     if len(value.encode()) > MAX_BCRYPT_BYTES:
         raise ValueError(f"must be at most {MAX_BCRYPT_BYTES} bytes in UTF-8")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
     return value
 
 
@@ -97,19 +100,34 @@ Tag = Annotated[
 TAG_PATH = r"^[^\x00-\x1f\x7f]+$"
 ISODate = Annotated[date, BeforeValidator(_iso_date_only)]
 TagList = Annotated[list[Tag], Field(max_length=MAX_TAGS_PER_TASK), AfterValidator(_unique)]
-# Strict: a JSON id is an integer, never "1", true or 1.0; and never past the column's range.
-ID = Annotated[int, Strict(), Field(gt=0, le=MAX_ID)]
+
+
+def _json_number(value: object) -> object:
+    # A JSON integer, or a number JSON Schema calls one (1.0); never "1" or true, which lax
+    # validation would read as 1.
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# Never past the column's range.
+ID = Annotated[
+    int,
+    Field(gt=0, le=MAX_ID),
+    BeforeValidator(_json_number),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 Username = Annotated[
     str,
     StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.@+-]+$"),
 ]
 Password = Annotated[
     str,
-    StringConstraints(min_length=8, max_length=100, pattern=NUL_FREE),
+    StringConstraints(min_length=8, max_length=100),
     AfterValidator(_fits_bcrypt),
     Field(
         json_schema_extra={"format": "password"},
-        description="8-100 characters and at most 72 bytes in UTF-8 (bcrypt's limit)",
+        description="8-100 characters, at most 72 bytes in UTF-8 (bcrypt's limit), no NUL",
     ),
 ]
 
@@ -171,7 +189,7 @@ class TokenForm(BaseModel):
 
     model_config = ConfigDict(extra="ignore", regex_engine="python-re")
 
-    grant_type: Annotated[str, StringConstraints(pattern=r"^password$")] | None = None
+    grant_type: Annotated[str, StringConstraints(pattern=r"^password$")] = "password"
     username: Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NUL_FREE)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NUL_FREE)]
     scope: Annotated[str, StringConstraints(max_length=1000, pattern=NUL_FREE)] = ""

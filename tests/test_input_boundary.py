@@ -199,7 +199,8 @@ async def test_any_date_is_stored_or_compared_exactly_never_an_overflow(
     wrong=st.one_of(
         st.text(st.characters(categories=["Nd"]), min_size=1, max_size=5),
         st.booleans(),
-        st.floats(allow_nan=False, allow_infinity=False),
+        # JSON Schema calls 2.0 an integer (so does the API); 2.5 is not.
+        st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer()),
         st.none(),
         st.lists(st.integers(), max_size=2),
     )

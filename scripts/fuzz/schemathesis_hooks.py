@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 MAX_BCRYPT_BYTES = 72
 
-# `format: password`: 8-100 characters and at most 72 bytes in UTF-8 (what bcrypt can hash).
+# `format: password`: 8-100 characters, at most 72 bytes in UTF-8 (what bcrypt can hash), no NUL.
 schemathesis.openapi.format(
     "password",
-    st.text(min_size=8, max_size=100).filter(lambda s: len(s.encode()) <= MAX_BCRYPT_BYTES),
+    st.text(
+        st.characters(codec="utf-8", exclude_characters="\x00"), min_size=8, max_size=100
+    ).filter(lambda s: len(s.encode()) <= MAX_BCRYPT_BYTES),
 )
 
 
