@@ -13,6 +13,8 @@ import jwt
 import pytest
 from packaging.version import Version
 
+from routers.auth import MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS
+from services.uploads import MAX_PART_HEADER_BYTES, MAX_PARTS
 from tests.conftest import PASSWORD, assert_error, make_task, make_user, unique_name
 from tests.file_helpers import PNG
 
@@ -193,3 +195,55 @@ def test_dependencies_we_replaced_are_not_installed() -> None:
     for package in ("python-jose", "passlib", "ecdsa", "psycopg2", "psycopg2-binary"):
         with pytest.raises(PackageNotFoundError):
             version(package)
+
+
+@pytest.mark.parametrize(("parts", "expected"), [(MAX_PARTS, 201), (MAX_PARTS + 1, 400)])
+async def test_multipart_parts_are_bounded_exactly(
+    client: httpx.AsyncClient, parts: int, expected: int
+) -> None:
+    user = await make_user(client)
+    task = await make_task(client, user)
+    fields = [(f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(parts - 1)]
+    file = ('Content-Disposition: form-data; name="file"; filename="a.png"', PNG)
+    response = await client.post(
+        f"/tasks/{task['id']}/files",
+        content=_multipart([*fields, file]),
+        headers={**user.headers, "Content-Type": "multipart/form-data; boundary=bomb"},
+    )
+    assert response.status_code == expected, response.text
+    if expected == 400:
+        assert f"more than {MAX_PARTS} parts" in response.json()["message"]
+
+
+@pytest.mark.parametrize(("lines", "expected"), [(2, 201), (3, 400)])
+async def test_multipart_part_headers_are_bounded_exactly(
+    client: httpx.AsyncClient, lines: int, expected: int
+) -> None:
+    # python-multipart bounds each header line (4 KiB) and their number (8); the upload also
+    # bounds a part's header bytes in all (MAX_PART_HEADER_BYTES), as it streams.
+    user = await make_user(client)
+    task = await make_task(client, user)
+    junk = "".join(f"\r\nX-Junk-{i}: {'j' * 3000}" for i in range(lines))
+    assert (lines * 3000 > MAX_PART_HEADER_BYTES) == (expected == 400)
+    header = f'Content-Disposition: form-data; name="file"; filename="a.png"{junk}'
+    response = await client.post(
+        f"/tasks/{task['id']}/files",
+        content=_multipart([(header, PNG)]),
+        headers={**user.headers, "Content-Type": "multipart/form-data; boundary=bomb"},
+    )
+    assert response.status_code == expected, response.text
+    if expected == 400:
+        assert f"exceed {MAX_PART_HEADER_BYTES} bytes" in response.json()["message"]
+
+
+async def test_token_form_is_urlencoded_with_bounded_fields(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    good = {"username": user.username, "password": user.password}
+    ok = await client.post("/auth/token", data=good)
+    assert ok.status_code == 200, ok.text
+    extra = {f"f{i}": "x" for i in range(MAX_FORM_FIELDS - len(good) + 1)}
+    assert_error(await client.post("/auth/token", data={**good, **extra}), 400)
+    big = {**good, "scope": "s" * (MAX_FORM_FIELD_BYTES + 1)}
+    assert_error(await client.post("/auth/token", data=big), 400)
+    as_multipart = await client.post("/auth/token", data=good, files={"x": ("x.txt", b"x")})
+    assert_error(as_multipart, 415)
