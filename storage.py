@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -98,6 +99,10 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
+# How long a storage check answers for (LocalStorage.problem).
+PROBLEM_CHECK_SECONDS = 1.0
+
+
 # --- local disk ---------------------------------------------------------------------------------
 
 
@@ -107,6 +112,7 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
         self._tmp = self.root / ".tmp"
+        self._checked: tuple[float, str | None] | None = None
 
     def _path(self, key: str) -> Path:
         return self.root / _checked(key)
@@ -171,7 +177,12 @@ class LocalStorage:
         return [f".tmp/{name}" for name in stale]
 
     async def problem(self) -> str | None:
-        return await run_sync(self.problem_now)
+        # Checked at most once a second: /health is polled by every load balancer, and the
+        # check (mkdir, access, in a worker thread) was a fifth of its CPU.
+        now = time.monotonic()
+        if self._checked is None or now - self._checked[0] >= PROBLEM_CHECK_SECONDS:
+            self._checked = (now, await run_sync(self.problem_now))
+        return self._checked[1]
 
     def problem_now(self) -> str | None:
         return _folder_problem(self.root, self._tmp, self.root / KEY_PREFIX)

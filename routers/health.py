@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from dependencies import CacheDep, EngineDep, SettingsDep, StorageDep
+from dependencies import CacheDep, ReadEngineDep, SettingsDep, StorageDep
 from metrics import metrics_response
 from models import Health, Message, Version
 from rate_limit_config import exempt
@@ -24,7 +24,7 @@ async def root() -> Message:
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 @exempt
 async def health(
-    engine: EngineDep, cache: CacheDep, storage: StorageDep, settings: SettingsDep
+    engine: ReadEngineDep, cache: CacheDep, storage: StorageDep, settings: SettingsDep
 ) -> JSONResponse:
     """Readiness: 200 when the database and the file store can serve, 503 when not."""
     report = await health_service.check(engine, cache, storage, version=settings.app_version)
