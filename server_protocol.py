@@ -10,7 +10,9 @@ scripts/deploy/runtime-process.sh, tests/live_server.py):
   standard error body) and the connection closed; a connection that sent nothing is just closed.
 - CLIENT_BODY_TIMEOUT: the longest pause between two pieces of a request body. Past it, 408 if
   no response has started (the app sees a disconnect), and the connection is closed. A pause
-  because the app is not reading (uvicorn paused the socket) does not count.
+  because the app is not reading (uvicorn paused the socket, or `Expect: 100-continue` not yet
+  answered) does not count. The access line and metrics show what the app made of the cut-off
+  body (usually 400); the client gets the 408.
 
 Timers are per connection, armed and checked lazily: a body chunk only notes the time.
 """
@@ -34,6 +36,7 @@ def _timeout_response() -> bytes:
         408, "Request Timeout", "The request was not received in time; the connection is closed"
     )
     response.headers["Connection"] = "close"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     head = b"".join(name + b": " + value + b"\r\n" for name, value in response.raw_headers)
     return head + b"\r\n" + bytes(response.body)
 
@@ -103,7 +106,8 @@ class SlowClientProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if self.transport.is_closing() or cycle is None:
             return
-        if self.flow.read_paused:  # the app is not reading yet: not the client's pause
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # The app is not reading yet (or has not asked for the body): not the client's pause.
             self._body_seen = self.loop.time()
         idle = self.loop.time() - self._body_seen
         if idle < self.body_timeout:  # a chunk came meanwhile: wait out the rest
