@@ -8,6 +8,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 STAMP := $(VENV)/.installed
+# Every uvicorn we start: the client's address is the peer's (X-Forwarded-For is the app's to
+# judge, from TRUSTED_PROXIES), and slow clients are cut off (server_protocol.py).
+UVICORN_FLAGS := --no-proxy-headers --http server_protocol:SlowClientProtocol --no-access-log
 
 include mk/infra.mk
 include mk/bench.mk
@@ -35,7 +38,7 @@ migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite fil
 run: migrate ## Serve the API on HOST:PORT (default 127.0.0.1:8000)
 	@echo "run: serving http://$(HOST):$(PORT) (docs at /docs) with $(WEB_CONCURRENCY) worker(s)"
 	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY) \
-		--no-access-log --timeout-graceful-shutdown 8 --log-config uvicorn-logging.json
+		$(UVICORN_FLAGS) --timeout-graceful-shutdown 8 --log-config uvicorn-logging.json
 
 lint: $(STAMP) ## ruff (lint and format check) and strict mypy
 	$(BIN)/ruff check .

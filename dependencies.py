@@ -3,6 +3,7 @@ the caller may use (decided by services.access, the one authorization clause).""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -10,10 +11,16 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import db_models
 from auth import bearer_user
-from exceptions import AttachmentAccessDeniedError, AttachmentNotFoundError, InvalidTokenError
+from exceptions import (
+    AttachmentAccessDeniedError,
+    AttachmentNotFoundError,
+    InvalidTokenError,
+    MetricsAuthError,
+)
 from models import MAX_ID
 from redis_config import Cache
 from services.access import Need, task_clause
@@ -203,3 +210,18 @@ def _file_for(need: Need) -> Any:
 ReadableFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.READ))]
 # Deleting a file is the task owner's (a share's editor will delete only their own uploads).
 OwnedFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.OWNER))]
+
+
+async def require_metrics_access(request: Request) -> None:
+    """/metrics: with METRICS_TOKEN, only for `Authorization: Bearer <token>` (401 otherwise);
+    without it, open outside production and, in production, 404 like any unknown path."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is None:
+        if settings.environment == "production":
+            raise StarletteHTTPException(404)
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    # compare_digest: the time taken says nothing about how much of the token was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise MetricsAuthError

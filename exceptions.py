@@ -59,6 +59,11 @@ class InvalidTokenError(AuthenticationError):
         super().__init__(reason)
 
 
+class MetricsAuthError(AuthenticationError):
+    def __init__(self) -> None:
+        super().__init__("GET /metrics needs the metrics bearer token")
+
+
 class TaskNotFoundError(AppError):
     status_code = 404
     title = "Task Not Found"

@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served offline by install_docs below
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.serves_docs else None,
         dependencies=[Depends(enforce_default_limit), Depends(track_in_flight)],
     )
     app.state.settings = settings
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(files.task_files_router)
     app.include_router(files.files_router)
-    install_docs(app)
+    if settings.serves_docs:  # DOCS_ENABLED; by default not in production
+        install_docs(app)
     return app
 
 

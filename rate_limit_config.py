@@ -7,8 +7,10 @@ its body runs, so a request refused earlier (401, 422) never spends it. Counters
 REDIS_URL is set and fail over to the process (see rate_limit_storage.py); every counter call is
 awaited, so a hung Redis never blocks the event loop.
 
-The request pipeline (request_context.py) adds X-RateLimit-Limit/Remaining/Reset and Retry-After
-to every limited response, errors included, from what the last check left in the request state.
+The request pipeline (request_context.py) adds X-RateLimit-Limit/Remaining/Reset to every limited
+response, errors included, from what the last check left in the request state, and Retry-After
+to a limited 429 or 503 only (a 200 that said "retry after an hour" would mislead caches and
+clients).
 The decorator syntax, counter keys and header values are slowapi 0.1.10's: we dropped slowapi
 itself, whose counting is synchronous and which we could only drive through its private API.
 """
@@ -47,6 +49,9 @@ _active: dict[str, str] = {}
 # Where the last check leaves (counter, limit, identifiers) for the response headers.
 _STATE_KEY = "rate_limit"
 _EXEMPT = "__rate_limit_exempt__"
+# The only statuses that may carry Retry-After (RFC 9110 defines it for 503 and 3xx, RFC 6585 for
+# 429; we send no 3xx with it).
+RETRY_AFTER_STATUSES = frozenset((429, 503))
 
 LimitValue = str | Callable[[], str]
 _P = ParamSpec("_P")
@@ -161,27 +166,31 @@ async def enforce_default_limit(request: Request) -> None:
     await limiter.hit(request, _active["default"], _scope_of(endpoint))
 
 
-async def add_rate_limit_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
-    """Add X-RateLimit-Limit/Remaining/Reset and Retry-After for the limit this request was last
-    checked against, read when the response starts (nothing when no limit was checked).
-    Retry-After is the wait until the window resets, or the response's own (a 503's) if later."""
+async def add_rate_limit_headers(
+    scope: Scope, headers: list[tuple[bytes, bytes]], *, status: int
+) -> None:
+    """Add X-RateLimit-Limit/Remaining/Reset for the limit this request was last checked against,
+    read when the response starts (nothing when no limit was checked), and Retry-After on a 429 or
+    503 only: the wait until the window resets, or the response's own (a 503's) if later."""
     current = scope.get("state", {}).get(_STATE_KEY)
     if current is None:
         return
     counter, item, identifiers = current
     reset, remaining = await counter.get_window_stats(item, *identifiers)
+    headers += [
+        (b"x-ratelimit-limit", str(item.amount).encode()),
+        (b"x-ratelimit-remaining", str(remaining).encode()),
+        (b"x-ratelimit-reset", str(1 + int(reset)).encode()),
+    ]
+    if status not in RETRY_AFTER_STATUSES:
+        return
     reset_in = 1 + int(reset)
     at = next((i for i, h in enumerate(headers) if h[0].lower() == b"retry-after"), None)
     if at is not None:
         own = headers.pop(at)[1]
         if own.isdigit():
             reset_in = max(int(time.time() + int(own)), reset_in)
-    headers += [
-        (b"x-ratelimit-limit", str(item.amount).encode()),
-        (b"x-ratelimit-remaining", str(remaining).encode()),
-        (b"x-ratelimit-reset", str(1 + int(reset)).encode()),
-        (b"retry-after", str(int(reset_in - time.time())).encode()),
-    ]
+    headers.append((b"retry-after", str(int(reset_in - time.time())).encode()))
 
 
 def configure_limiter(settings: Settings) -> None:

@@ -2,7 +2,8 @@
 
 For each HTTP request it sets the request id (logs and the X-Request-Id header), refuses an
 oversized body with 413 before anything reads or parses it, adds the rate-limit headers to every
-limited response (errors included), counts the request in the metrics by route template, writes
+limited response (errors included; Retry-After on 429 and 503 only), makes a redirect's Location
+relative (never the client's Host), counts the request in the metrics by route template, writes
 the access line, and as the outermost layer turns any exception that escaped the app's exception
 handlers into the standard 500 body (logged once, with its traceback).
 
@@ -17,6 +18,7 @@ import logging
 import os
 import re
 import time
+from urllib.parse import urlsplit
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,8 +97,10 @@ class _Exchange:
         self.started = True
         # Set (replace) our headers on the raw list: MutableHeaders cost ~10 % of a read.
         headers = [h for h in message.get("headers", ()) if h[0].lower() not in _OURS]
+        if 300 <= self.status < 400:
+            headers = [_relative_location(h) for h in headers]
         if limited:
-            await add_rate_limit_headers(self.scope, headers)
+            await add_rate_limit_headers(self.scope, headers, status=self.status)
         headers.append((b"x-request-id", self.request_id))
         headers.append((b"x-content-type-options", b"nosniff"))
         message["headers"] = headers
@@ -116,6 +120,19 @@ class _Exchange:
             return message
 
         return counting_receive
+
+
+def _relative_location(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """A redirect's Location as a path-absolute reference: Starlette's trailing-slash redirect
+    builds an absolute URL from the Host header, which is the client's to choose. The app never
+    redirects to another site, so the path and query are all a Location needs; one leading slash,
+    so `//host/` (a request for `//host//`) cannot become a scheme-relative redirect elsewhere."""
+    name, value = header
+    if name.lower() != b"location":
+        return header
+    parts = urlsplit(value)
+    relative = b"/" + parts.path.lstrip(b"/") + (b"?" + parts.query if parts.query else b"")
+    return name, relative
 
 
 async def _disconnect() -> Message:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 MIN_SECRET_KEY_BYTES = 32
 DATABASE_URL_FORMS = "postgresql://user:pass@host:5432/db or sqlite:///path/to/file.db"
 # Settings whose value an error message must not repeat (secrets, or URLs that may hold one).
-_UNQUOTED = {"secret_key", "smtp_password", "database_url", "redis_url"}
+_UNQUOTED = {"secret_key", "smtp_password", "metrics_token", "database_url", "redis_url"}
 
 Environment = Literal["development", "test", "production"]
 # Extensions whose content the upload check can verify (see services/file_types.py).
@@ -103,7 +103,18 @@ class Settings(BaseSettings):
 
     # Request hardening
     max_request_body: int = Field(default=1024 * 1024, ge=1024)
+    # Slow clients (server_protocol.py): seconds from connecting (or from the previous response,
+    # on a kept-alive connection) until the request head is complete, and the longest pause
+    # between two pieces of a body. Past either the connection is answered 408 and closed.
+    client_header_timeout: float = Field(default=10.0, gt=0)
+    client_body_timeout: float = Field(default=30.0, gt=0)
     idempotency_lease_seconds: float = Field(default=60.0, gt=0)
+
+    # Operations endpoints. With METRICS_TOKEN set, /metrics needs `Authorization: Bearer
+    # <token>`; without it /metrics is open outside production and 404 in production.
+    # DOCS_ENABLED serves /docs, /redoc and /openapi.json; unset: everywhere but production.
+    metrics_token: SecretStr | None = None
+    docs_enabled: bool | None = None
 
     # Garbage collector: freeze the start-up heap and collect young objects less often
     # (see main._tune_gc; measured at 11-15 % of a worker's CPU untuned).
@@ -112,6 +123,14 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @property
+    def serves_docs(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served (DOCS_ENABLED, else not in
+        production)."""
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.environment != "production"
 
     @field_validator("database_url")
     @classmethod

@@ -90,6 +90,9 @@ class Server:
     async def start(self, timeout: float = 60.0) -> None:
         args = [str(self.uvicorn), self.app, "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--workers", str(self.workers), "--no-access-log", "--log-level", "warning"]
+        args += ["--no-proxy-headers"]  # as make run; the floor keeps uvicorn's own protocol
+        if self.app == "main:app":
+            args += ["--http", "server_protocol:SlowClientProtocol"]
         if self.app_dir is not None:
             args += ["--app-dir", str(self.app_dir)]
         log = (self.log_dir / f"{self.name}.log").open("ab")

@@ -16,13 +16,14 @@ case "${1:-serve}" in
     fi
     # exec: uvicorn becomes PID 1 and receives SIGTERM from `docker stop`. It stops accepting,
     # lets in-flight requests finish for up to GRACEFUL_TIMEOUT seconds (under Docker's 10 s
-    # stop timeout), then exits.
+    # stop timeout), then exits. --no-proxy-headers: X-Forwarded-For is believed only from the
+    # app's TRUSTED_PROXIES; server_protocol.py cuts off slow clients (CLIENT_*_TIMEOUT).
     exec uvicorn main:app \
       --host "${HOST:-0.0.0.0}" \
       --port "${PORT:-8000}" \
       --workers "${WEB_CONCURRENCY:-2}" \
-      --proxy-headers \
-      --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+      --no-proxy-headers \
+      --http server_protocol:SlowClientProtocol \
       --timeout-graceful-shutdown "${GRACEFUL_TIMEOUT:-8}" \
       --log-config uvicorn-logging.json \
       --no-server-header

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from dependencies import CacheDep, ReadEngineDep, SettingsDep, StorageDep
+from dependencies import CacheDep, ReadEngineDep, SettingsDep, StorageDep, require_metrics_access
 from metrics import metrics_response
 from models import Health, Message, Version
 from rate_limit_config import exempt
@@ -34,10 +34,10 @@ async def health(
     )
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_access)])
 @exempt
 async def metrics() -> Response:
-    """Prometheus metrics (text exposition format)."""
+    """Prometheus metrics (text exposition format); METRICS_TOKEN guards it."""
     return metrics_response()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
@@ -78,11 +78,12 @@ def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) 
         links["next"] = skip + limit
     if skip > 0:
         links["prev"] = max(skip - limit, 0)
-    # What URL.include_query_params(skip=..., limit=...) gives, with the query parsed once:
-    # the other parameters in their order, then skip and limit.
+    # Relative references (RFC 8288 resolves them against the request URL): the Host header is
+    # the client's to choose, so it never goes into a response. The other query parameters
+    # keep their order, then skip and limit.
     url = request.url
     kept = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in _PAGING]
-    base = str(url).partition("?")[0] + "?" + (urlencode(kept) + "&" if kept else "")
+    base = quote(url.path) + "?" + (urlencode(kept) + "&" if kept else "")
     link = ", ".join(
         f'<{base}skip={offset}&limit={limit}>; rel="{rel}"' for rel, offset in links.items()
     )

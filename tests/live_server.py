@@ -51,7 +51,8 @@ def uvicorn_args(port: int) -> list[str]:
     return [
         str(BIN / "uvicorn"), "main:app", "--app-dir", str(ROOT),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--no-access-log", "--timeout-graceful-shutdown", "8",
+        "--no-access-log", "--no-proxy-headers", "--http", "server_protocol:SlowClientProtocol",
+        "--timeout-graceful-shutdown", "8",
         "--log-config", str(ROOT / "uvicorn-logging.json"),
     ]  # fmt: skip
 

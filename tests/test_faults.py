@@ -119,6 +119,7 @@ def server(server_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes]
     port = free_port()
     env = server_env
     command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
+    command += ["--no-proxy-headers", "--http", "server_protocol:SlowClientProtocol"]
     process = subprocess.Popen([*command, "--timeout-graceful-shutdown", "20"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -7,7 +7,7 @@
 # DEPLOY_APP_CMD       server command, run in the release dir; --host/--port are appended
 # DEPLOY_MIGRATE_CMD   migration command, run in the release dir
 
-: "${DEPLOY_APP_CMD:=.venv/bin/uvicorn main:app --timeout-graceful-shutdown 8}"
+: "${DEPLOY_APP_CMD:=.venv/bin/uvicorn main:app --no-proxy-headers --http server_protocol:SlowClientProtocol --timeout-graceful-shutdown 8}"
 : "${DEPLOY_MIGRATE_CMD:=.venv/bin/alembic upgrade head}"
 
 _pid_file() { printf '%s/%s.pid' "$DEPLOY_STATE_DIR" "$1"; }

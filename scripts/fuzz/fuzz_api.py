@@ -97,7 +97,11 @@ def main() -> int:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [str(ROOT / ".venv/bin/uvicorn"), "main:app", "--port", str(port), "--no-access-log"],
+            [
+                *(str(ROOT / ".venv/bin/uvicorn"), "main:app", "--port", str(port)),
+                *("--no-access-log", "--no-proxy-headers"),
+                *("--http", "server_protocol:SlowClientProtocol"),
+            ],
             cwd=ROOT,
             env=env,
         )

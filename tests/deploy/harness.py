@@ -243,7 +243,10 @@ class BlueGreenHost:
             "DEPLOY_VERSION": release.version,
             "DEPLOY_RELEASE_DIR": str(release.directory),
             "DEPLOY_ENV_FILE": str(release.env_file),
-            "DEPLOY_APP_CMD": f"{APP_DIR}/.venv/bin/uvicorn main:app --timeout-graceful-shutdown 5",
+            "DEPLOY_APP_CMD": (
+                f"{APP_DIR}/.venv/bin/uvicorn main:app --no-proxy-headers"
+                " --http server_protocol:SlowClientProtocol --timeout-graceful-shutdown 5"
+            ),
             "DEPLOY_MIGRATE_CMD": f"{APP_DIR}/.venv/bin/alembic upgrade head",
             "DEPLOY_STATE_DIR": str(self.state_dir),
             "DEPLOY_UPSTREAM_FILE": str(self.nginx.upstream_file),

@@ -113,6 +113,7 @@ def cluster(shared_database: str, tmp_path_factory: pytest.TempPathFactory) -> I
         for port in ports:
             log = (tmp / f"instance-{port}.log").open("wb")
             command = [f"{APP_DIR}/.venv/bin/uvicorn", "main:app", "--port", str(port)]
+            command += ["--no-proxy-headers", "--http", "server_protocol:SlowClientProtocol"]
             processes.append(
                 subprocess.Popen(
                     command, cwd=APP_DIR, env=env, stdout=log, stderr=log, start_new_session=True
