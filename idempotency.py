@@ -70,7 +70,8 @@ async def declared_key(
             " same key and body gets the first answer again (`Idempotent-Replayed: true`); the"
             " same key with another body is a 422, while the first still runs a 409",
         ),
-        header_schema(KEY_PATTERN, max_length=MAX_KEY_LENGTH, example="5f1c-retry-safe"),
+        # No example: one key sent to every operation is a reuse with another request (a 422).
+        header_schema(KEY_PATTERN, max_length=MAX_KEY_LENGTH),
     ] = None,
 ) -> None:
     """Declares Idempotency-Key for the schema (and checks it as the schema says): the key

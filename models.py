@@ -168,7 +168,11 @@ class UserCreate(InputModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"username": "alice", "email": "alice@example.com", "password": "correct-horse"}
+                {
+                    "username": "alice",
+                    "email": "alice@example.com",
+                    "password": "correct-horse-battery",
+                }
             ]
         }
     )
@@ -189,7 +193,7 @@ class UserRead(BaseModel):
 
 class LoginRequest(InputModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"username": "alice", "password": "correct-horse"}]}
+        json_schema_extra={"examples": [{"username": "alice", "password": "correct-horse-battery"}]}
     )
 
     username: Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NUL_FREE)]
@@ -392,12 +396,11 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def header_schema(pattern: str, *, max_length: int, example: str) -> WithJsonSchema:
+def header_schema(pattern: str, *, max_length: int, example: str | None = None) -> WithJsonSchema:
     """An optional request header's schema: a string or absent, never `null` (which a header
     cannot be, and which a fuzzer or generated client would otherwise try to send)."""
-    return WithJsonSchema(
-        {"type": "string", "pattern": pattern, "maxLength": max_length, "examples": [example]}
-    )
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern, "maxLength": max_length}
+    return WithJsonSchema({**schema, "examples": [example]} if example else schema)
 
 
 def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

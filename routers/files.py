@@ -50,13 +50,15 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-# One media type, bytes: a generated client then hands the caller the exact bytes whatever the
-# file is (listing text/plain first made clients decode every download as text).
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# Every type is bytes, application/octet-stream first: a generated client decodes by the first,
+# so it hands over the exact bytes whatever the file (text/plain first made clients decode every
+# download as text). The concrete types follow because the response carries one of them.
 _DOWNLOAD: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The file's exact bytes, as an attachment. At run time `Content-Type` is"
         " the type the upload was stored as (one of: " + ", ".join(_ACCEPTED_TYPES) + ")",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "content": dict.fromkeys(["application/octet-stream", *_ACCEPTED_TYPES], _BINARY),
         "headers": headers_of("Content-Disposition", "File-ETag"),
     }
 }

@@ -63,9 +63,27 @@ def _bearer(token: str) -> dict[str, str]:
 def _write_config(workdir: Path, base: str) -> None:
     auth = [{"name": name, "fixedHeaders": [_bearer(_token(base, name))]} for name in USERS]
     (workdir / "wfc.json").write_text(json.dumps({"schemaVersion": "0.2.0", "auth": auth}))
-    (workdir / "schemathesis.toml").write_text(
-        f'[auth.wfc]\npath = "{workdir / "wfc.json"}"\npeers = {json.dumps(list(USERS))}\n'
-    )
+    config = f'[auth.wfc]\npath = "{workdir / "wfc.json"}"\npeers = {json.dumps(list(USERS))}\n'
+    (workdir / "schemathesis.toml").write_text(config + _precondition_operations(base))
+
+
+# A schema-valid If-Match names a version the task may no longer have: 412 is then the right
+# answer to valid data, on exactly the operations that declare If-Match (read from the schema).
+_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
+
+
+def _precondition_operations(base: str) -> str:
+    schema = httpx.get(f"{base}/openapi.json", timeout=10).json()
+    blocks = []
+    for item in schema["paths"].values():
+        for operation in item.values():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if "If-Match" in names:
+                blocks.append(
+                    f'\n[[operations]]\ninclude-operation-id = "{operation["operationId"]}"\n'
+                    f"checks.positive_data_acceptance.expected-statuses = {json.dumps(_ACCEPTED)}\n"
+                )
+    return "".join(blocks)
 
 
 def main() -> int:
