@@ -21,7 +21,7 @@ from exceptions import (
     InvalidTokenError,
     MetricsAuthError,
 )
-from models import MAX_ID
+from models import MAX_ID, header_schema
 from redis_config import Cache
 from services.access import Need, task_clause
 from services.task_store import TaskRow, TaskStore
@@ -101,7 +101,7 @@ async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_mo
 
 
 CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
-TaskID = Annotated[int, Path(gt=0, le=MAX_ID)]
+TaskID = Annotated[int, Path(gt=0, le=MAX_ID, description="The task's id")]
 
 
 async def get_task_store(request: Request) -> TaskStore:
@@ -152,13 +152,24 @@ def _tag_versions(header: str, *, weak: bool) -> frozenset[int]:
     return frozenset(versions)
 
 
+# `*` or a list of entity tags (RFC 9110 §8.8.3, ASCII): anything else is a 422, so the schema
+# and the server accept the same values. Our tags are versions ("3"); others match nothing.
+_ETAG = r'(W/)?"[\x21\x23-\x7e]*"'
+_MAX_ETAGS = 4096
+ETAG_LIST = rf"^[ \t]*(\*|{_ETAG}([ \t]*,[ \t]*{_ETAG})*)[ \t]*$"
+
+
 async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(
-            include_in_schema=False,  # documented in the route text; see docs/SECURITY.md
-            description="Only act on these versions (ETags)",
+            alias="If-Match",
+            pattern=ETAG_LIST,
+            max_length=_MAX_ETAGS,
+            description='Act only if the task still has one of these versions (its ETag, e.g. "3"),'
+            " else 412 and nothing changes; `*`: any version",
         ),
+        header_schema(ETAG_LIST, max_length=_MAX_ETAGS, example='"3"'),
     ] = None,
 ) -> frozenset[int] | None:
     """The versions If-Match allows; None when there is no precondition (absent or `*`)."""
@@ -178,12 +189,15 @@ IfMatch = Annotated[frozenset[int] | None, Depends(get_if_match)]
 IfNoneMatch = Annotated[
     str | None,
     Header(
-        include_in_schema=False,
-        description="Answer 304 if the task still has this version (ETag)",
+        alias="If-None-Match",
+        pattern=ETAG_LIST,
+        max_length=_MAX_ETAGS,
+        description="Answer 304 (no body) if the task still has one of these versions (its ETag)",
     ),
+    header_schema(ETAG_LIST, max_length=_MAX_ETAGS, example='"3"'),
 ]
 
-FileID = Annotated[int, Path(gt=0, le=MAX_ID)]
+FileID = Annotated[int, Path(gt=0, le=MAX_ID, description="The file's id")]
 
 
 def _file_for(need: Need) -> Any:

@@ -8,6 +8,7 @@ files are used, the pages are FastAPI's own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI
@@ -19,6 +20,8 @@ from fastapi.openapi.docs import (
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+
+from models import headers_of
 
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -62,6 +65,35 @@ def install_docs(app: FastAPI) -> None:
             with_google_fonts=False,  # fonts from a CDN too; ReDoc falls back to system fonts
         )
 
+    complete_schema(app)
     app.add_route(DOCS_URL, swagger_ui, include_in_schema=False)
     app.add_route(redirect_url, oauth2_redirect, include_in_schema=False)
     app.add_route(REDOC_URL, redoc, include_in_schema=False)
+
+
+_EVERY_RESPONSE = headers_of("X-Request-Id")
+# What the pipeline adds to every answer of a rate-limited route (one that documents 429), but
+# to its own 413, which is refused before any limit is checked.
+_LIMITED = headers_of("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def complete_schema(app: FastAPI) -> None:
+    """Add to the app's OpenAPI schema the headers every response of a route carries: routes
+    declare only their own (models.with_headers, models.error_responses)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for item in schema["paths"].values():
+            for operation in item.values():
+                limited = "429" in operation["responses"]
+                for status, response in operation["responses"].items():
+                    headers = response.setdefault("headers", {})
+                    headers.update(_EVERY_RESPONSE)
+                    if limited and status != "413":
+                        headers.update(_LIMITED)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point

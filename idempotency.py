@@ -22,9 +22,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from anyio import CancelScope, to_thread
+from fastapi import Depends, Header
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
@@ -38,6 +39,7 @@ from exceptions import (
     InvalidTokenError,
     RequestInProgressError,
 )
+from models import error_responses, header_schema, headers_of
 from services import idempotency as idempotency_service
 
 HEADER = b"idempotency-key"
@@ -45,7 +47,8 @@ MAX_KEY_LENGTH = 255
 # The request body is spooled to this size in memory, then to a temporary file (uploads).
 _SPOOL_IN_MEMORY = 1024 * 1024
 _CHUNK = 64 * 1024
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY_PATTERN = re.compile(KEY_PATTERN)
 _MARK = "__idempotent__"
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 _Body = tempfile.SpooledTemporaryFile[bytes]
@@ -57,12 +60,44 @@ def idempotent(endpoint: _Endpoint) -> _Endpoint:
     return endpoint
 
 
+async def declared_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=KEY_PATTERN,
+            description="1-255 printable ASCII characters, yours for 24 hours: a retry with the"
+            " same key and body gets the first answer again (`Idempotent-Replayed: true`); the"
+            " same key with another body is a 422, while the first still runs a 409",
+        ),
+        # No example: one key sent to every operation is a reuse with another request (a 422).
+        header_schema(KEY_PATTERN, max_length=MAX_KEY_LENGTH),
+    ] = None,
+) -> None:
+    """Declares Idempotency-Key for the schema (and checks it as the schema says): the key
+    itself is read from the raw request by `_KeyedRequests`, before the route runs."""
+
+
+def _documented(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The route's options with the key declared and its answers documented (409, 422, and
+    Idempotent-Replayed on the success); FastAPI rebuilds an included route, hence the guard."""
+    dependencies = list(kwargs.get("dependencies") or [])
+    if not any(d.dependency is declared_key for d in dependencies):
+        dependencies.append(Depends(declared_key))
+    responses = {**error_responses(409, 422), **(kwargs.get("responses") or {})}
+    success = kwargs.get("status_code") or 200
+    ok = dict(responses.get(success, {}))
+    ok["headers"] = {**ok.get("headers", {}), **headers_of("Idempotent-Replayed")}
+    responses[success] = ok
+    return {**kwargs, "dependencies": dependencies, "responses": responses}
+
+
 class IdempotentRoute(APIRoute):
     """An APIRoute that puts the Idempotency-Key check in front of an `@idempotent` endpoint."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
         marked = getattr(endpoint, _MARK, False)
+        super().__init__(path, endpoint, **(_documented(kwargs) if marked else kwargs))
         self._keyed = _KeyedRequests(super().handle) if marked else None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

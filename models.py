@@ -165,6 +165,18 @@ Email = Annotated[
 
 
 class UserCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "alice",
+                    "email": "alice@example.com",
+                    "password": "correct-horse-battery",
+                }
+            ]
+        }
+    )
+
     username: Username
     email: Email
     password: Password
@@ -180,6 +192,10 @@ class UserRead(BaseModel):
 
 
 class LoginRequest(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "alice", "password": "correct-horse-battery"}]}
+    )
+
     username: Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NUL_FREE)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NUL_FREE)]
 
@@ -205,6 +221,20 @@ class Token(BaseModel):
 
 
 class TaskCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Write the quarterly report",
+                    "description": "Figures from the finance export",
+                    "priority": "high",
+                    "due_date": "2030-01-31",
+                    "tags": ["work", "q3/finance"],
+                }
+            ]
+        }
+    )
+
     title: Title
     description: Description | None = None
     completed: StrictBool = False
@@ -220,6 +250,9 @@ class TaskUpdate(InputModel):
     null is validated against the field's type, so it is refused for title, completed, priority
     and tags, and allowed for description and due_date. The schema says the same.
     """
+
+    # One field: a blind "Execute" in /docs changes that field only, not every field.
+    model_config = ConfigDict(json_schema_extra={"examples": [{"completed": True}]})
 
     title: Title = None  # type: ignore[assignment]  # "not sent"; see the docstring
     description: Description | None = None
@@ -260,6 +293,10 @@ class FileRead(BaseModel):
 
 
 class BulkUpdate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"task_ids": [1, 2], "updates": {"priority": "low"}}]}
+    )
+
     task_ids: Annotated[list[ID], Field(min_length=1, max_length=MAX_BULK_IDS)]
     updates: Annotated[
         TaskUpdate,
@@ -273,20 +310,32 @@ class BulkUpdate(InputModel):
 class TaskFilters(BaseModel):
     """Query parameters of `GET /tasks`."""
 
-    completed: bool | None = None
-    priority: Priority | None = None
+    completed: bool | None = Field(default=None, description="Only completed (true) or open tasks")
+    priority: Priority | None = Field(default=None, description="Only tasks of this priority")
     tag: (
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=NUL_FREE)]
         | None
-    ) = None
-    overdue: bool | None = None
-    search: Annotated[str, StringConstraints(max_length=200, pattern=NUL_FREE)] | None = None
+    ) = Field(default=None, description="Only tasks carrying exactly this tag", examples=["work"])
+    overdue: bool | None = Field(
+        default=None,
+        description="true: due before today (UTC) and not completed; false: every other task",
+    )
+    search: Annotated[str, StringConstraints(max_length=200, pattern=NUL_FREE)] | None = Field(
+        default=None,
+        description="Case-insensitive substring of title or description (% and _ are literal)",
+        examples=["report"],
+    )
     created_after: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
     created_before: ISODate | None = Field(default=None, description="Inclusive day (UTC)")
-    sort_by: SortField = SortField.ID
-    sort_order: Literal["asc", "desc"] = "asc"
-    skip: int = Field(default=0, ge=0, le=MAX_ID)
-    limit: int = Field(default=100, ge=1, le=100)
+    sort_by: SortField = Field(
+        default=SortField.ID,
+        description="Sort key (priority: low < medium < high; missing due dates last)",
+    )
+    sort_order: Literal["asc", "desc"] = Field(
+        default="asc", description="Sort direction; ties are always broken by id"
+    )
+    skip: int = Field(default=0, ge=0, le=MAX_ID, description="Tasks to skip (paging offset)")
+    limit: int = Field(default=100, ge=1, le=100, description="Page size")
 
 
 class TaskStats(BaseModel):
@@ -331,22 +380,82 @@ class ErrorBody(BaseModel):
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "Bad request",
+    400: "Bad request: a body that cannot be parsed",
     401: "Missing, invalid or expired token",
     403: "The resource belongs to another user",
     404: "Not found",
     409: "Conflict",
-    412: "If-Match names a version that is no longer current",
+    412: "If-Match names no current version: nothing was changed",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Validation error",
     429: "Rate limit exceeded",
     502: "A backing service failed",
-    503: "A backing service is unavailable",
+    503: "A backing service (the database, the file store) is unavailable: retry after a while",
     507: "The file store is full",
 }
 
 
+def header_schema(pattern: str, *, max_length: int, example: str | None = None) -> WithJsonSchema:
+    """An optional request header's schema: a string or absent, never `null` (which a header
+    cannot be, and which a fuzzer or generated client would otherwise try to send)."""
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern, "maxLength": max_length}
+    return WithJsonSchema({**schema, "examples": [example]} if example else schema)
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+# Every response header the API sends, described once; routes name the ones they send
+# (`with_headers`, `error_responses`), docs_ui.complete_schema adds the ones every response of a
+# route carries (X-Request-Id; X-RateLimit-* where the route is rate limited).
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {
+        **_header("This request's id (a valid incoming X-Request-Id is reused); in every log line"),
+        "required": True,
+    },
+    "ETag": _header('The task\'s version as an entity tag, e.g. "3" (for If-Match, If-None-Match)'),
+    "X-Total-Count": _header(
+        "How many tasks match the filters, over all pages",
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ),
+    "Link": _header("RFC 8288 links to the `first`, `prev`, `next` and `last` pages"),
+    "X-Cache": _header("HIT: served from the cache; MISS: computed", {"enum": ["HIT", "MISS"]}),
+    "X-RateLimit-Limit": _header("Requests allowed in the window of the limit checked"),
+    "X-RateLimit-Remaining": _header("Requests left in that window"),
+    "X-RateLimit-Reset": _header("When that window resets (epoch seconds)"),
+    "Retry-After": _header("Seconds to wait before retrying"),
+    "WWW-Authenticate": _header("`Bearer`: how to authenticate (RFC 6750)"),
+    "Idempotent-Replayed": _header(
+        "`true`: the stored answer to an earlier request with this Idempotency-Key",
+        {"enum": ["true"]},
+    ),
+    "Content-Disposition": _header(
+        "`attachment` with the stored name (RFC 6266: `filename` and `filename*`)"
+    ),
+    "File-ETag": _header('The file\'s SHA-256 as an entity tag ("<64 hex digits>")'),
+}
+_ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+
+
+def headers_of(*names: str) -> dict[str, dict[str, Any]]:
+    """OpenAPI header objects for these response headers (File-ETag is spelled ETag)."""
+    return {name.removeprefix("File-"): RESPONSE_HEADERS[name] for name in names}
+
+
+def with_headers(status: int, *names: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI `responses=` entry for a success that carries these headers."""
+    return {status: {"headers": headers_of(*names), **extra}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the standard error body for each code."""
-    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": _ERROR_DESCRIPTIONS[code],
+            **({"headers": headers_of(*_ERROR_HEADERS[code])} if code in _ERROR_HEADERS else {}),
+        }
+        for code in codes
+    }

@@ -43,7 +43,7 @@ class _BoundedFormRoute(APIRoute):
         return bounded
 
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(429, 503))
 
 # /auth/login and /auth/token are two doors to one check: they share one login budget.
 _login_limit = limiter.shared_limit(active_limit("login"), scope="login")
@@ -53,7 +53,7 @@ _login_limit = limiter.shared_limit(active_limit("login"), scope="login")
     "/register",
     status_code=201,
     response_model=UserRead,
-    responses=error_responses(400, 409, 422, 429),
+    responses=error_responses(400, 409, 413, 422),
 )
 @limiter.limit(active_limit("register"))
 async def register(
@@ -68,7 +68,7 @@ async def register(
     )
 
 
-@router.post("/login", response_model=Token, responses=error_responses(400, 401, 422, 429))
+@router.post("/login", response_model=Token, responses=error_responses(400, 401, 413, 422))
 @_login_limit
 async def login(
     request: Request,
@@ -106,6 +106,6 @@ router.add_api_route(
     token,
     methods=["POST"],
     response_model=Token,
-    responses=error_responses(400, 401, 415, 422, 429),
+    responses=error_responses(400, 401, 413, 415, 422),
     route_class_override=_BoundedFormRoute,
 )

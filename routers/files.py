@@ -18,7 +18,7 @@ from dependencies import (
     WritableTask,
 )
 from idempotency import IdempotentRoute, idempotent
-from models import FileRead, error_responses
+from models import FileRead, error_responses, headers_of
 from rate_limit_config import active_limit, limiter
 from services import files as file_service
 from services.file_types import FILE_TYPES
@@ -26,10 +26,10 @@ from services.file_types import FILE_TYPES
 task_files_router = APIRouter(
     prefix="/tasks/{task_id}/files",
     tags=["files"],
-    responses=error_responses(401, 429),
+    responses=error_responses(401, 429, 503),
     route_class=IdempotentRoute,
 )
-files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429))
+files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429, 503))
 
 _OWNED = error_responses(403, 404, 422)
 _ACCEPTED_TYPES = sorted({t.content_type.split(";")[0] for t in FILE_TYPES.values()})
@@ -51,12 +51,15 @@ _UPLOAD_BODY: dict[str, Any] = {
     }
 }
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+# Every type is bytes, application/octet-stream first: a generated client decodes by the first,
+# so it hands over the exact bytes whatever the file (text/plain first made clients decode every
+# download as text). The concrete types follow because the response carries one of them.
 _DOWNLOAD: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The file's exact bytes, as an attachment, with the type it was stored as",
-        "content": {
-            file_type.content_type.split(";")[0]: _BINARY for file_type in FILE_TYPES.values()
-        },
+        "description": "The file's exact bytes, as an attachment. At run time `Content-Type` is"
+        " the type the upload was stored as (one of: " + ", ".join(_ACCEPTED_TYPES) + ")",
+        "content": dict.fromkeys(["application/octet-stream", *_ACCEPTED_TYPES], _BINARY),
+        "headers": headers_of("Content-Disposition", "File-ETag"),
     }
 }
 
@@ -101,7 +104,7 @@ async def list_files(task: ReadableTask, session: SessionDep) -> list[db_models.
 @files_router.get(
     "/{file_id}",
     response_class=StreamingResponse,
-    responses={**_DOWNLOAD, **_OWNED, **error_responses(502, 503)},
+    responses={**_DOWNLOAD, **_OWNED, **error_responses(502)},
 )
 async def download_file(file: ReadableFile, session: SessionDep, storage: StorageDep) -> Response:
     """Download a file: its exact bytes, as an attachment."""

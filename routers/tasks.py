@@ -33,6 +33,7 @@ from models import (
     TaskStats,
     TaskUpdate,
     error_responses,
+    with_headers,
 )
 from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
@@ -59,12 +60,15 @@ register_url_convertor("tag", _TagConvertor())
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    responses=error_responses(401, 429),
+    responses=error_responses(401, 429, 503),
     route_class=IdempotentRoute,
 )
+_TASK = with_headers(200, "ETag")
 _OWNED = error_responses(403, 404, 422)
-# Routes with a JSON body also answer 400 when the body cannot be parsed at all.
-_CONDITIONAL = error_responses(400, 403, 404, 412, 422)
+# Routes with a JSON body also answer 400 when it cannot be parsed, 413 when it is too large.
+_BODY = error_responses(400, 413, 422)
+_CONDITIONAL = {**_TASK, **_OWNED, **error_responses(412)}
+_CONDITIONAL_BODY = {**_CONDITIONAL, **_BODY}
 
 
 _JSON = "application/json"
@@ -96,7 +100,11 @@ def _task_response(task: TaskRow, status_code: int = 200) -> Response:
     return Response(task_json(task), status_code=status_code, media_type=_JSON, headers=headers)
 
 
-@router.get("", response_model=list[TaskRead], responses=error_responses(422))
+@router.get(
+    "",
+    response_model=list[TaskRead],
+    responses={**with_headers(200, "X-Total-Count", "Link"), **error_responses(422)},
+)
 async def list_tasks(
     request: Request,
     filters: Annotated[TaskFilters, Query()],
@@ -109,7 +117,9 @@ async def list_tasks(
     return Response(tasks_json(tasks), media_type=_JSON, headers=headers)
 
 
-@router.post("", status_code=201, response_model=TaskRead, responses=error_responses(400, 422))
+@router.post(
+    "", status_code=201, response_model=TaskRead, responses={**with_headers(201, "ETag"), **_BODY}
+)
 @idempotent
 @limiter.limit(active_limit("create_task"))
 async def create_task(
@@ -123,7 +133,7 @@ async def create_task(
     return _task_response(task, status_code=201)
 
 
-@router.get("/stats", response_model=TaskStats)
+@router.get("/stats", response_model=TaskStats, responses=with_headers(200, "X-Cache"))
 async def get_stats(
     engine: ReadEngineDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
 ) -> Response:
@@ -134,7 +144,7 @@ async def get_stats(
     return Response(body, media_type=_JSON, headers={"X-Cache": "HIT" if hit else "MISS"})
 
 
-@router.patch("/bulk", response_model=list[TaskRead], responses=error_responses(400, 404, 422))
+@router.patch("/bulk", response_model=list[TaskRead], responses={**_BODY, **error_responses(404)})
 @idempotent
 async def bulk_update_tasks(
     data: BulkUpdate,
@@ -158,7 +168,11 @@ async def bulk_update_tasks(
 @router.get(
     "/{task_id:int}",
     response_model=TaskRead,
-    responses={**_OWNED, 304: {"description": "Not modified: If-None-Match names this version"}},
+    responses={
+        **_TASK,
+        **_OWNED,
+        **with_headers(304, "ETag", description="Not modified: If-None-Match names this version"),
+    },
 )
 async def get_task(task: ReadableTask, if_none_match: IfNoneMatch = None) -> Response:
     """Return one of the caller's tasks (with an ETag; If-None-Match gives 304)."""
@@ -167,7 +181,7 @@ async def get_task(task: ReadableTask, if_none_match: IfNoneMatch = None) -> Res
     return _task_response(task)
 
 
-@router.patch("/{task_id:int}", response_model=TaskRead, responses=_CONDITIONAL)
+@router.patch("/{task_id:int}", response_model=TaskRead, responses=_CONDITIONAL_BODY)
 async def update_task(
     task_id: TaskID,
     data: TaskUpdate,
@@ -191,7 +205,7 @@ async def update_task(
     return _task_response(task)
 
 
-@router.delete("/{task_id:int}", status_code=204, responses=_CONDITIONAL)
+@router.delete("/{task_id:int}", status_code=204, responses={**_OWNED, **error_responses(412)})
 async def delete_task(
     task_id: TaskID,
     store: TaskStoreDep,
@@ -211,10 +225,19 @@ async def delete_task(
     )
 
 
-@router.post("/{task_id:int}/tags", response_model=TaskRead, responses=_CONDITIONAL)
+@router.post("/{task_id:int}/tags", response_model=TaskRead, responses=_CONDITIONAL_BODY)
 async def add_tags(
     task_id: TaskID,
-    tags: Annotated[TagList, Body(min_length=1)],
+    tags: Annotated[
+        TagList,
+        Body(
+            min_length=1,
+            description="Tags to add (a bare JSON array); a tag may hold any visible character",
+            openapi_examples={
+                "two tags": {"summary": "Two tags", "value": ["urgent", "q3/finance"]}
+            },
+        ),
+    ],
     store: TaskStoreDep,
     user_id: CurrentUserID,
     if_match: IfMatch,
@@ -229,7 +252,15 @@ async def add_tags(
 @router.delete("/{task_id:int}/tags/{tag:tag}", response_model=TaskRead, responses=_CONDITIONAL)
 async def remove_tag(
     task_id: TaskID,
-    tag: Annotated[str, Path(min_length=1, max_length=50, pattern=TAG_PATH)],
+    tag: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=50,
+            pattern=TAG_PATH,
+            description='The tag to remove, percent-encoded ("q3/finance" is q3%2Ffinance)',
+        ),
+    ],
     store: TaskStoreDep,
     user_id: CurrentUserID,
     if_match: IfMatch,

@@ -25,7 +25,10 @@ from alembic.config import Config
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.types import Scope
 
+import metrics
+import request_context
 from alembic import command
 from db_config import normalize_database_url
 from main import create_app
@@ -33,9 +36,34 @@ from rate_limit_config import configure_limiter
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# (method, route template, status) of every answer an in-process app gave in this run: the last
+# test (tests/test_schema_statuses.py) checks each against the route's documented responses.
+ANSWERED: set[tuple[str, str, int]] = set()
+LAST_TEST = "test_every_status_answered_in_this_run_is_documented"
 PASSWORD = "correct-horse-battery"
 _ip_counter = itertools.count(1)
 _name_counter = itertools.count(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The check of every answer seen runs after every other test."""
+    items.sort(key=lambda item: item.name == LAST_TEST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_answers() -> Iterator[None]:
+    """Record each answer at the pipeline's one exit (where the metrics count it)."""
+    observe = metrics.observe_request  # what request_context imported
+
+    def recording(scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        if getattr(route, "include_in_schema", False):
+            ANSWERED.add((scope["method"], route.path_format, status))  # type: ignore[union-attr]
+        observe(scope, status, seconds)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(request_context, "observe_request", recording)
+        yield
 
 
 def migrate(database_url: str, revision: str = "head", *, down: bool = False) -> None:
