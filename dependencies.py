@@ -21,7 +21,8 @@ from exceptions import (
     InvalidTokenError,
     MetricsAuthError,
 )
-from models import MAX_ID, header_schema
+from models import MAX_ID
+from openapi_docs import header_schema
 from redis_config import Cache
 from services.access import Need, task_clause
 from services.task_store import TaskRow, TaskStore

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from models import headers_of
+from openapi_docs import headers_of
 
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -79,7 +79,7 @@ _LIMITED = headers_of("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit
 
 def complete_schema(app: FastAPI) -> None:
     """Add to the app's OpenAPI schema the headers every response of a route carries: routes
-    declare only their own (models.with_headers, models.error_responses)."""
+    declare only their own (openapi_docs.with_headers, openapi_docs.error_responses)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

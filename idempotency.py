@@ -39,7 +39,7 @@ from exceptions import (
     InvalidTokenError,
     RequestInProgressError,
 )
-from models import error_responses, header_schema, headers_of
+from openapi_docs import error_responses, header_schema, headers_of
 from services import idempotency as idempotency_service
 
 HEADER = b"idempotency-key"

@@ -11,7 +11,8 @@ from fastapi.routing import APIRoute
 import db_models
 from dependencies import SecretKey, SessionDep, SettingsDep
 from exceptions import UnsupportedMediaTypeError
-from models import LoginRequest, Token, TokenForm, UserCreate, UserRead, error_responses
+from models import LoginRequest, Token, TokenForm, UserCreate, UserRead
+from openapi_docs import error_responses
 from rate_limit_config import active_limit, limiter
 from services import users as user_service
 

@@ -18,7 +18,8 @@ from dependencies import (
     WritableTask,
 )
 from idempotency import IdempotentRoute, idempotent
-from models import FileRead, error_responses, headers_of
+from models import FileRead
+from openapi_docs import error_responses, headers_of
 from rate_limit_config import active_limit, limiter
 from services import files as file_service
 from services.file_types import FILE_TYPES

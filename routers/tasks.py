@@ -32,9 +32,8 @@ from models import (
     TaskRead,
     TaskStats,
     TaskUpdate,
-    error_responses,
-    with_headers,
 )
+from openapi_docs import error_responses, with_headers
 from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
 from services import tasks as task_service

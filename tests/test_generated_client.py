@@ -71,9 +71,7 @@ class _Generated:
         return importlib.import_module(f"{PACKAGE}.api.{name}").sync_detailed
 
 
-def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
-    api: Any, server: str
-) -> None:
+def _signed_up(api: Any, server: str) -> tuple[Any, str]:
     m = api.models
     name = f"gen_{uuid.uuid4().hex[:10]}"
     anonymous = api.package.Client(base_url=server, raise_on_unexpected_status=True)
@@ -90,6 +88,11 @@ def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
         base_url=server, token=login.parsed.access_token, raise_on_unexpected_status=True
     )
 
+    return client, name
+
+
+def _created_and_listed(api: Any, client: Any, name: str) -> list[int]:
+    m = api.models
     # Idempotent create: the retry is the stored answer; the key never reaches a later call.
     create = api.op("tasks.create_task_tasks_post")
     report = m.TaskCreate(
@@ -115,8 +118,12 @@ def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
     filtered = listing(client=client, priority=m.Priority.HIGH, tag="work", search="report")
     assert [t.id for t in filtered.parsed] == [first.parsed.id]
 
+    return ids
+
+
+def _conditional_writes_and_tags(api: Any, client: Any, task_id: int) -> None:
+    m = api.models
     # Conditional GET and PATCH: If-None-Match / If-Match as parameters, nothing leaks.
-    task_id = first.parsed.id
     fetched = api.op("tasks.get_task_tasks_task_id_get")(task_id, client=client)
     etag = fetched.headers["ETag"]
     unchanged = api.op("tasks.get_task_tasks_task_id_get")(
@@ -146,6 +153,9 @@ def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
     assert untagged.status_code == 200
     assert untagged.parsed.tags == ["work", "urgent"]
 
+
+def _bulk_and_stats(api: Any, client: Any, name: str, ids: list[int]) -> None:
+    m = api.models
     # Bulk, idempotent, then the statistics.
     bulk = api.op("tasks.bulk_update_tasks_tasks_bulk_patch")(
         client=client,
@@ -159,6 +169,9 @@ def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
     assert (stats.parsed.total, stats.parsed.completed) == (4, 1)
     assert stats.parsed.by_priority.additional_properties == {"low": 3, "medium": 0, "high": 1}
 
+
+def _files_and_delete(api: Any, client: Any, name: str, task_id: int) -> None:
+    m = api.models
     # Upload and download: the same bytes back, whatever the stored type.
     upload_body = m.UploadFileTasksTaskIdFilesPostBody(
         file=api.types.File(payload=BytesIO(PNG), file_name="chart.png", mime_type="image/png")
@@ -187,3 +200,13 @@ def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
     gone = api.op("tasks.get_task_tasks_task_id_get")(task_id, client=client)
     assert gone.status_code == 404
     assert isinstance(gone.parsed, m.ErrorBody)
+
+
+def test_generated_client_drives_the_whole_flow_with_headers_as_parameters(
+    api: Any, server: str
+) -> None:
+    client, name = _signed_up(api, server)
+    ids = _created_and_listed(api, client, name)
+    _conditional_writes_and_tags(api, client, ids[0])
+    _bulk_and_stats(api, client, name, ids)
+    _files_and_delete(api, client, name, ids[0])

@@ -13,6 +13,7 @@ import jwt
 import pytest
 from sqlalchemy.exc import OperationalError
 
+import auth
 from services import idempotency as idempotency_service
 from services import tasks as task_service
 from tests.conftest import assert_error, client_for, make_user
@@ -128,6 +129,26 @@ async def test_token_is_verified_once_per_request(
     key: str | None,
 ) -> None:
     user = await make_user(client)
+    verified: list[str] = []
+    verify = auth.token_user_id
+
+    def counting(token: str, *, secret: str) -> int:
+        verified.append(token)
+        return verify(token, secret=secret)
+
+    monkeypatch.setattr(auth, "token_user_id", counting)
+    for n in (1, 2):  # once per request, however many parts of the pipeline ask who is calling
+        headers = {**user.headers, **({"Idempotency-Key": f"{key}-{n}"} if key else {})}
+        response = await client.request(method, path, json=body, headers=headers)
+        assert response.status_code < 300, response.text
+        assert "x-ratelimit-limit" in response.headers  # rate limiting was on
+        assert len(verified) == n
+
+
+async def test_a_verified_token_is_not_decoded_again_until_it_expires(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user(client)
     decoded: list[str] = []
     decode = jwt.decode
 
@@ -136,9 +157,10 @@ async def test_token_is_verified_once_per_request(
         return decode(token, *args, **kwargs)
 
     monkeypatch.setattr(jwt, "decode", counting)
-    for n in (1, 2):  # verified on every request (no process-wide cache), once each
-        headers = {**user.headers, **({"Idempotency-Key": f"{key}-{n}"} if key else {})}
-        response = await client.request(method, path, json=body, headers=headers)
-        assert response.status_code < 300, response.text
-        assert "x-ratelimit-limit" in response.headers  # rate limiting was on
-        assert len(decoded) == n
+    for _ in range(3):
+        assert (await client.get("/tasks", headers=user.headers)).status_code == 200
+    assert len(decoded) <= 1  # the login's token may already be known to this process
+    forged = user.headers["Authorization"][:-2] + (
+        "AA" if not user.headers["Authorization"].endswith("AA") else "BB"
+    )
+    assert (await client.get("/tasks", headers={"Authorization": forged})).status_code == 401

@@ -91,7 +91,7 @@ def _state_dependent_operations(base: str) -> str:
     return "".join(blocks)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-examples", type=int, default=25)
     # CI runs the pinned seed and a fresh one each run (.ci/run prints it, so a failure can be
@@ -102,18 +102,41 @@ def main() -> int:
     if args.seed == "random":
         args.seed = str(secrets.randbelow(2**31))
     print(f"fuzz seed: {args.seed}", flush=True)
+    return args
+
+
+def _server_env(workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'fuzz.db'}"),
+        "SECRET_KEY": "fuzzing-secret-key-fuzzing-secret-key-0",
+        "RATE_LIMIT_ENABLED": "false",  # limits are tested on their own; here they'd end runs
+        "BCRYPT_ROUNDS": "4",
+        "ACCESS_TOKEN_EXPIRE_MINUTES": "120",
+        "UPLOAD_DIR": str(workdir / "uploads"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _schemathesis(args: argparse.Namespace, base: str, workdir: Path) -> int:
+    command = [
+        *(args.st, "run", f"{base}/openapi.json", "--checks", "all"),
+        *("--max-examples", str(args.max_examples), "--seed", args.seed),
+        *("--workers", "2", "--no-color"),
+    ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+        "PYTHONPATH": str(ROOT / "scripts" / "fuzz"),
+    }
+    return subprocess.run(command, cwd=workdir, env=env, check=False).returncode
+
+
+def main() -> int:
+    args = _arguments()
     with tempfile.TemporaryDirectory(prefix="tm-fuzz-") as tmp:
         workdir = Path(tmp)
-        env = {
-            **os.environ,
-            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'fuzz.db'}"),
-            "SECRET_KEY": "fuzzing-secret-key-fuzzing-secret-key-0",
-            "RATE_LIMIT_ENABLED": "false",  # limits are tested on their own; here they'd end runs
-            "BCRYPT_ROUNDS": "4",
-            "ACCESS_TOKEN_EXPIRE_MINUTES": "120",
-            "UPLOAD_DIR": str(workdir / "uploads"),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = _server_env(workdir)
         subprocess.run(
             [str(ROOT / ".venv/bin/alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True
         )
@@ -131,33 +154,10 @@ def main() -> int:
         try:
             _wait_healthy(base, server)
             _write_config(workdir, base)
-            fuzz = subprocess.run(
-                [
-                    args.st,
-                    "run",
-                    f"{base}/openapi.json",
-                    "--checks",
-                    "all",
-                    "--max-examples",
-                    str(args.max_examples),
-                    "--seed",
-                    args.seed,
-                    "--workers",
-                    "2",
-                    "--no-color",
-                ],
-                cwd=workdir,
-                env={
-                    **os.environ,
-                    "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
-                    "PYTHONPATH": str(ROOT / "scripts" / "fuzz"),
-                },
-                check=False,
-            )
+            return _schemathesis(args, base, workdir)
         finally:
             server.terminate()
             server.wait(timeout=15)
-        return fuzz.returncode
 
 
 if __name__ == "__main__":
