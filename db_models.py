@@ -75,6 +75,9 @@ class User(Base):
     # Bumped in the same transaction as every write to the user's tasks: the stats cache key
     # carries it, so a cached value can never outlive the data it describes.
     data_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How many tasks the user has, moved in the same UPDATE (services.task_store.BUMP): the
+    # total of an unfiltered list, without counting.
+    task_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 def _trigram_index(column: str) -> Index:

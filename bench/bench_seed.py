@@ -181,7 +181,10 @@ async def bulk_seed(dsn: str, user_id: int, count: int) -> None:
             await conn.execute(BULK_TASKS_SQL, user_id, count)
             await conn.execute(BULK_TAGS_SQL, user_id)
             await conn.execute(
-                "UPDATE users SET data_version = data_version + 1 WHERE id = $1", user_id
+                "UPDATE users SET data_version = data_version + 1, task_count = task_count + $2 "
+                "WHERE id = $1",
+                user_id,
+                count,
             )
         # VACUUM as well as ANALYZE: the state autovacuum leaves a bulk-loaded table in (its
         # insert threshold fires within a minute), with the visibility map set, so index-only

@@ -61,12 +61,14 @@ COLUMNS = (*tuple(name for name in READ_FIELDS if name != "tags"), "version")
 FIRST_VERSION = 1
 TaskRow = dict[str, Any]
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-# The owners' data_version, bumped once per write; RETURNING the owner's name and address for
+# The owner's data_version, bumped once per write, and its task count, moved by the tasks the
+# write `added` (1 on insert, -1 on delete, else 0); RETURNING the owner's name and address for
 # the completion email. Always after the task rows are locked: lock order task, then user.
+ADDED = bindparam("added", value=0, type_=Integer)
 BUMP = (
     update(USERS)
     .where(USERS.c.id == CALLER)
-    .values(data_version=USERS.c.data_version + 1)
+    .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
     .returning(USERS.c.id, USERS.c.username, USERS.c.email)
 )
 
@@ -151,12 +153,19 @@ def read_statement(dialect: str, need: Need) -> Executable:
 @lru_cache(maxsize=1024)
 def list_statement(dialect: str, shape: task_filters.Shape) -> Executable:
     """A page and the number of matches before paging, left-joined to the caller's row (so an
-    empty page still proves the caller exists). The total is a separate scalar subquery, not a
-    window over the page's query: a window reads every matching row before the first of the
-    page, a count alone is an index-only scan (see docs/PERFORMANCE.md)."""
+    empty page still proves the caller exists). The total is the user row's task count when
+    nothing filters, else a separate count, not a window over the page's query: a window reads
+    every matching row before the first of the page (see docs/PERFORMANCE.md)."""
     where = task_filters.conditions(shape)
     sort_by, sort_order = shape[7], shape[8]
-    total = select(func.count()).select_from(TASKS).where(*where).scalar_subquery()
+    completed, priority, tag, overdue, search, after, before = shape[:7]
+    filtered = completed or priority or tag or overdue is not None or search or after or before
+    # Unfiltered: the count the user row keeps (BUMP). Filtered: counted, as an index-only scan.
+    total: ColumnElement[Any] = (
+        select(func.count()).select_from(TASKS).where(*where).scalar_subquery()
+        if filtered
+        else USERS.c.task_count
+    )
     page = (
         select(*(TASKS.c[name] for name in COLUMNS))
         .where(*where)
@@ -287,7 +296,8 @@ class TaskStore:
         now = utcnow()
         task = self.new_row(user_id, data, now)
         async with self.engine.begin() as connection:
-            if (await connection.execute(BUMP, {"the_caller": user_id})).first() is None:
+            bumped = await connection.execute(BUMP, {"the_caller": user_id, "added": 1})
+            if bumped.first() is None:
                 raise InvalidTokenError()
             values = {name: task[name] for name in COLUMNS if name != "id"}
             task["id"] = (await connection.execute(INSERT_TASK, values)).scalar_one()
@@ -347,7 +357,7 @@ class TaskStore:
             await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
             await connection.execute(_DELETE_TASK, params)
-            if (await connection.execute(BUMP, params)).first() is None:
+            if (await connection.execute(BUMP, {**params, "added": -1})).first() is None:
                 raise InvalidTokenError()
         return keys
 

@@ -64,7 +64,7 @@ def _insert_statement() -> Executable:
     caller = (
         update(USERS)
         .where(USERS.c.id == CALLER)
-        .values(data_version=USERS.c.data_version + 1)
+        .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + 1)
         .returning(USERS.c.id.label("user_id"))
         .cte("caller")
     )

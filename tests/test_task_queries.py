@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,3 +195,37 @@ async def test_list_tasks_invalid_query_returns_422(
 async def test_list_tasks_limit_100_is_accepted(client: httpx.AsyncClient, user: User) -> None:
     response = await client.get("/tasks", params={"limit": 100}, headers=user.headers)
     assert response.status_code == 200
+
+
+async def test_unfiltered_total_is_the_counted_total_through_every_kind_of_write(
+    client: httpx.AsyncClient,
+) -> None:
+    # The unfiltered X-Total-Count is the user row's task count (moved by each write in the
+    # same transaction); a filtered one is counted. They must agree whatever the writes.
+    user = await make_user(client)
+
+    async def totals() -> tuple[int, int]:
+        async def total(**params: Any) -> int:
+            page = await client.get("/tasks", params={**params, "limit": 1}, headers=user.headers)
+            return int(page.headers["x-total-count"])
+
+        counted = await total(completed="true") + await total(completed="false")
+        return await total(), counted
+
+    tasks = [await make_task(client, user, title=f"t{i}", tags=["x"]) for i in range(7)]
+    assert await totals() == (7, 7)
+    refused = await client.post("/tasks", json={"title": " "}, headers=user.headers)
+    assert refused.status_code == 422
+    await client.delete(f"/tasks/{tasks[0]['id']}", headers=user.headers)
+    racing = [client.delete(f"/tasks/{tasks[1]['id']}", headers=user.headers) for _ in range(3)]
+    await asyncio.gather(*racing)
+    stale = await client.delete(
+        f"/tasks/{tasks[2]['id']}", headers={**user.headers, "If-Match": '"99"'}
+    )
+    assert stale.status_code == 412
+    bulk = {"task_ids": [t["id"] for t in tasks[2:5]], "updates": {"completed": True}}
+    assert (await client.patch("/tasks/bulk", json=bulk, headers=user.headers)).status_code == 200
+    assert await totals() == (5, 5)
+    other = await make_user(client)
+    await make_task(client, other)
+    assert await totals() == (5, 5)
