@@ -46,13 +46,21 @@ def not_overdue_condition(on: date | ColumnElement[date]) -> ColumnElement[bool]
 
 
 def ordering(sort_by: SortField, sort_order: str, source: FromClause) -> list[UnaryExpression[Any]]:
+    """ORDER BY for a list, ties broken by id. Sorted by id, it leads with the owner, which every
+    list filters to one value: then only the (user_id, id) index gives that order, and the
+    planner cannot take the primary key instead, filtering by owner as it walks (for a user who
+    owns most of the table it guessed that cheap, and read 40 000 other rows for a 50-task page)."""
     columns = source.c
+    descending = sort_order == "desc"
+    if sort_by is SortField.ID:  # NOT NULL: no NULLS clause, so an index scan gives the order
+        keys = [columns.user_id, columns.id]
+        return [key.desc() if descending else key.asc() for key in keys]
     column: ColumnElement[Any] = (
         case(_PRIORITY_RANK, value=columns.priority)
         if sort_by is SortField.PRIORITY
         else columns[sort_by.value]
     )
-    if sort_order == "desc":
+    if descending:
         return [column.desc().nulls_last(), columns.id.desc()]
     return [column.asc().nulls_last(), columns.id.asc()]
 
