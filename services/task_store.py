@@ -151,40 +151,39 @@ def read_statement(dialect: str, need: Need) -> Executable:
 
 
 @lru_cache(maxsize=1024)
-def list_statement(dialect: str, shape: task_filters.Shape) -> Executable:
-    """A page and the number of matches before paging, left-joined to the caller's row (so an
-    empty page still proves the caller exists). The total is the user row's task count when
-    nothing filters, else a separate count, not a window over the page's query: a window reads
-    every matching row before the first of the page (see docs/PERFORMANCE.md)."""
+def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable, Executable]:
+    """A page with the number of matches before paging, left-joined to the caller's row (so an
+    empty page still proves the caller exists); and the count alone, for a page past the end.
+
+    The total: unfiltered, the user row's task count (kept by BUMP: no counting at all, so a
+    page costs the same at 10 000 tasks as at 200); filtered, a window count over the page's
+    own scan, which evaluates the filter once (a separate count evaluated a search twice)."""
     where = task_filters.conditions(shape)
     sort_by, sort_order = shape[7], shape[8]
     completed, priority, tag, overdue, search, after, before = shape[:7]
     filtered = completed or priority or tag or overdue is not None or search or after or before
-    # Unfiltered: the count the user row keeps (BUMP). Filtered: counted, as an index-only scan.
-    total: ColumnElement[Any] = (
-        select(func.count()).select_from(TASKS).where(*where).scalar_subquery()
-        if filtered
-        else USERS.c.task_count
-    )
+    window = (func.count().over().label("total"),) if filtered else ()
     page = (
-        select(*(TASKS.c[name] for name in COLUMNS))
+        select(*(TASKS.c[name] for name in COLUMNS), *window)
         .where(*where)
         .order_by(*task_filters.ordering(sort_by, sort_order, TASKS))
         .offset(bindparam("skip", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
         .subquery("page")
     )
-    return (
+    total = page.c.total if filtered else USERS.c.task_count
+    statement = (
         select(
             USERS.c.id.label("caller"),
             total.label("total"),
-            *page.c,
+            *(page.c[name] for name in COLUMNS),
             tags_of(dialect, page).label("tags"),
         )
         .select_from(USERS.outerjoin(page, true()))
         .where(USERS.c.id == CALLER)
         .order_by(*task_filters.ordering(sort_by, sort_order, page))
     )
+    return statement, select(func.count()).select_from(TASKS).where(*where)
 
 
 _LOCK = {
@@ -281,15 +280,21 @@ class TaskStore:
 
     async def list_page(self, *, user_id: int, filters: TaskFilters) -> tuple[list[TaskRow], int]:
         """One page of the caller's tasks and the number of matches before paging."""
-        statement = list_statement(self.dialect, task_filters.shape(filters))
+        statement, count = list_statement(self.dialect, task_filters.shape(filters))
         params = task_filters.parameters(user_id, filters)
         async with self.reads.connect() as connection:
             rows = (await connection.execute(statement, params)).mappings().all()
-        if not rows:
-            raise InvalidTokenError()
-        total = int(rows[0]["total"])
-        # TaskRead's fields only: a page carries no ETags, so its rows need no version.
-        return ([as_fields(row) for row in rows] if rows[0]["id"] is not None else []), total
+            if not rows:
+                raise InvalidTokenError()
+            if rows[0]["id"] is not None or rows[0]["total"] is not None:
+                # TaskRead's fields only: a page carries no ETags, so its rows need no version.
+                pages = [as_fields(row) for row in rows] if rows[0]["id"] is not None else []
+                return pages, int(rows[0]["total"])
+            # A filtered page that is empty: its window counted nothing. Past the end (skip),
+            # the matches are counted on their own; at the start there are none.
+            if filters.skip == 0:
+                return [], 0
+            return [], int((await connection.execute(count, params)).scalar_one())
 
     async def insert(self, *, user_id: int, data: TaskCreate) -> TaskRow:
         """A new task with its tags. The data_version UPDATE proves the caller exists."""

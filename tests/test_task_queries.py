@@ -229,3 +229,20 @@ async def test_unfiltered_total_is_the_counted_total_through_every_kind_of_write
     other = await make_user(client)
     await make_task(client, other)
     assert await totals() == (5, 5)
+
+
+@pytest.mark.parametrize("params", [{}, {"completed": "false"}, {"search": "t"}, {"tag": "x"}])
+async def test_a_page_past_the_end_still_counts_every_match(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    user = await make_user(client)
+    for i in range(3):
+        await make_task(client, user, title=f"t{i}", tags=["x"])
+    for skip, expected in ((0, 3), (2, 3), (3, 3), (50, 3)):
+        page = await client.get(
+            "/tasks", params={**params, "skip": skip, "limit": 2}, headers=user.headers
+        )
+        assert page.headers["x-total-count"] == str(expected), (params, skip)
+        assert len(page.json()) == max(0, min(2, 3 - skip))
+    none = await client.get("/tasks", params={**params, "tag": "nothing"}, headers=user.headers)
+    assert (none.json(), none.headers["x-total-count"]) == ([], "0")
