@@ -37,7 +37,8 @@ from openapi_docs import error_responses, with_headers
 from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
 from services import tasks as task_service
-from services.task_store import TaskRow, task_json, tasks_json
+from services.task_json import task_json, tasks_json
+from services.task_store import TaskRow
 
 
 class _TagConvertor(Convertor[str]):

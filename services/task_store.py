@@ -11,13 +11,13 @@ The rules every write follows, here and in the shortcuts:
 * If-Match is checked on the locked row (`access.check_version`);
 * each write moves the task's `version` in its own UPDATE and bumps the owner's `data_version`
   (the stats cache key) once, with `_BUMP`.
-A task is handed around as a `TaskRow`: TaskRead's fields plus `version`; `task_json` is its one
-serialiser.
+A task is handed around as a `TaskRow`: TaskRead's fields plus `version`;
+`services.task_json` is its one serialiser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -71,22 +71,6 @@ BUMP = (
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
     .returning(USERS.c.id, USERS.c.username, USERS.c.email)
 )
-
-
-def _read_fields(task: Mapping[str, Any]) -> Mapping[str, Any]:
-    # A page's rows are TaskRead's fields already (list_page); a TaskRow also has `version`.
-    return {name: task[name] for name in READ_FIELDS} if "version" in task else task
-
-
-def task_json(task: Mapping[str, Any]) -> bytes:
-    """A task as the JSON body of a TaskRead: byte for byte what `TaskRead.model_dump_json()`
-    writes (UTC as "Z", dates ISO), without validating what the database already typed."""
-    return orjson.dumps(_read_fields(task), option=orjson.OPT_UTC_Z)
-
-
-def tasks_json(tasks: Iterable[Mapping[str, Any]]) -> bytes:
-    """A JSON array of TaskReads (see `task_json`)."""
-    return orjson.dumps([_read_fields(task) for task in tasks], option=orjson.OPT_UTC_Z)
 
 
 def tags_of(dialect: str, source: FromClause) -> ColumnElement[Any]:
