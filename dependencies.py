@@ -46,11 +46,6 @@ async def get_cache(request: Request) -> Cache:
     return cache
 
 
-async def get_engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
-
-
 async def get_read_engine(request: Request) -> AsyncEngine:
     """The engine in autocommit, for reads that need no transaction (the task store's)."""
     store: TaskStore = request.app.state.tasks
@@ -70,7 +65,6 @@ async def get_storage(request: Request) -> Storage:
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
-EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 ReadEngineDep = Annotated[AsyncEngine, Depends(get_read_engine)]
 SecretKey = Annotated[str, Depends(get_secret_key)]
 StorageDep = Annotated[Storage, Depends(get_storage)]

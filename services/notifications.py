@@ -7,21 +7,7 @@ from collections.abc import Sequence
 from fastapi import BackgroundTasks
 
 from background_tasks import CompletedTask, send_completion_email
-from db_models import Task, User
 from settings import Settings
-
-
-def schedule_completion_email(
-    background: BackgroundTasks, settings: Settings, *, user: User, tasks: Sequence[Task]
-) -> None:
-    """One email to the owner naming every task this request completed (none: no email)."""
-    schedule_completion_notice(
-        background,
-        settings,
-        to=user.email,
-        name=user.username,
-        tasks=[CompletedTask(id=task.id, title=task.title) for task in tasks],
-    )
 
 
 def schedule_completion_notice(
@@ -32,6 +18,6 @@ def schedule_completion_notice(
     name: str,
     tasks: Sequence[CompletedTask],
 ) -> None:
-    """The same from plain values, for writes that load no ORM objects."""
+    """One email to the owner naming every task this request completed (none: no email)."""
     if tasks:
         background.add_task(send_completion_email, settings, to=to, name=name, tasks=list(tasks))

@@ -94,3 +94,15 @@ def live_server(tmp: Path, env: dict[str, str], log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def migrated_server(tmp: Path, database_url: str, redis_url: str | None) -> Iterator[str]:
+    """`make run` on this database (migrated first) and Redis, with a key prefix of its own."""
+    redis = {"REDIS_KEY_PREFIX": f"tmlive:{os.urandom(4).hex()}:"}
+    if redis_url:
+        redis["REDIS_URL"] = redis_url
+    env = app_env(tmp, DATABASE_URL=database_url, **redis)
+    assert alembic_upgrade(tmp, env).returncode == 0
+    with live_server(tmp, env, tmp / "uvicorn.log") as base:
+        yield base

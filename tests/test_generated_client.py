@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.file_helpers import PNG
-from tests.live_server import BIN, alembic_upgrade, app_env, live_server
+from tests.live_server import BIN, migrated_server
 
 PACKAGE = "tm_generated_client"
 
@@ -31,12 +31,7 @@ def server(
     database_url: str, redis_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("generated-client-server")
-    redis = {"REDIS_KEY_PREFIX": f"tmgen:{uuid.uuid4().hex[:8]}:"}
-    if redis_url:
-        redis["REDIS_URL"] = redis_url
-    env = app_env(tmp, DATABASE_URL=database_url, **redis)
-    assert alembic_upgrade(tmp, env).returncode == 0
-    with live_server(tmp, env, tmp / "uvicorn.log") as base:
+    with migrated_server(tmp, database_url, redis_url) as base:
         yield base
 
 

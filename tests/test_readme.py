@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.live_server import alembic_upgrade, app_env, live_server
+from tests.live_server import migrated_server
 
 README = ROOT / "README.md"
 # Every curl: fail on an HTTP error, quiet but for errors, each answer on its own line (a
@@ -50,12 +49,7 @@ def quoted_answer(text: str, command: str) -> Any:
 
 @pytest.fixture
 def server(empty_database: str, redis_url: str | None, tmp_path: Path) -> Iterator[str]:
-    redis = {"REDIS_KEY_PREFIX": f"tmreadme:{uuid.uuid4().hex[:8]}:"}
-    if redis_url:
-        redis["REDIS_URL"] = redis_url
-    env = app_env(tmp_path, DATABASE_URL=empty_database, **redis)
-    assert alembic_upgrade(tmp_path, env).returncode == 0
-    with live_server(tmp_path, env, tmp_path / "uvicorn.log") as base:
+    with migrated_server(tmp_path, empty_database, redis_url) as base:
         yield base
 
 
