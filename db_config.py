@@ -125,27 +125,32 @@ class DriverQuery:
     Errors keep SQLAlchemy's handling too: when the driver call fails, the statement runs again
     through SQLAlchemy on the same connection, which either answers (a transient failure) or
     fails as every other statement does: translated to a DBAPIError, and a dead connection
-    invalidated along with the pool's older ones (so the caller sees the usual 503)."""
+    invalidated along with the pool's older ones (so the caller sees the usual 503). Each such
+    retry is counted in `fallbacks` (the tests check that the hot reads never need one)."""
+
+    fallbacks = 0
 
     def __init__(self, statement: Executable, engine: AsyncEngine) -> None:
         compiled = cast(ClauseElement, statement).compile(dialect=engine.dialect)
         self.statement = statement
         self.sql = str(compiled)
         self.names = tuple(getattr(compiled, "positiontup", None) or ())
+        # Values the statement carries itself (literals SQLAlchemy bound, e.g. 'low' in a FILTER).
+        self.defaults = {name: compiled.params[name] for name in self.names}
 
-    async def fetchrow(
-        self, engine: AsyncEngine, params: dict[str, Any]
-    ) -> Mapping[str, Any] | None:
+    async def fetch(self, engine: AsyncEngine, params: dict[str, Any]) -> list[Mapping[str, Any]]:
+        """Every row, as mappings of column name to value."""
+        values = [params[name] if name in params else self.defaults[name] for name in self.names]
         async with engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None  # a checked-out connection always has one
             try:
-                record = await driver.fetchrow(self.sql, *(params[name] for name in self.names))
+                records = await driver.fetch(self.sql, *values)
             except Exception:
+                DriverQuery.fallbacks += 1
                 result = await connection.execute(self.statement, params)
-                found = result.mappings().first()
-                return None if found is None else dict(found)
-            return None if record is None else dict(record.items())
+                return [dict(row) for row in result.mappings()]
+            return [dict(record.items()) for record in records]
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

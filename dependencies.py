@@ -25,7 +25,8 @@ from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
 from services.access import Need, task_clause
-from services.task_store import TaskRow, TaskStore
+from services.task_store import TaskStore
+from services.task_writes import TaskRow
 from settings import Settings
 from storage import Storage
 

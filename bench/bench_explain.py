@@ -67,8 +67,7 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
                 filters = TaskFilters.model_validate(FILTERS)
                 await TaskStore(engine).list_page(user_id=user_id, filters=filters)
             else:
-                async with reads.connect() as connection:
-                    await stats_service.compute_stats(connection, user_id=user_id)
+                await stats_service.compute_stats(TaskStore(engine), user_id=user_id)
             queries = list(captured)
             plans[name], plans[f"{name}_generic"] = [], []
             async with reads.connect() as connection:

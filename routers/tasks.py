@@ -14,7 +14,6 @@ from dependencies import (
     IfMatch,
     IfNoneMatch,
     ReadableTask,
-    ReadEngineDep,
     SettingsDep,
     StorageDep,
     TaskID,
@@ -38,7 +37,7 @@ from rate_limit_config import active_limit, limiter
 from services import stats as stats_service
 from services import tasks as task_service
 from services.task_json import task_json, tasks_json
-from services.task_store import TaskRow
+from services.task_writes import TaskRow
 
 
 class _TagConvertor(Convertor[str]):
@@ -135,11 +134,11 @@ async def create_task(
 
 @router.get("/stats", response_model=TaskStats, responses=with_headers(200, "X-Cache"))
 async def get_stats(
-    engine: ReadEngineDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
+    store: TaskStoreDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
 ) -> Response:
     """Statistics over the caller's tasks (cached; `X-Cache` says HIT or MISS)."""
     body, hit = await stats_service.get_stats(
-        engine, cache, user_id=user_id, ttl=settings.stats_cache_ttl
+        store, cache, user_id=user_id, ttl=settings.stats_cache_ttl
     )
     return Response(body, media_type=_JSON, headers={"X-Cache": "HIT" if hit else "MISS"})
 

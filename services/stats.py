@@ -7,8 +7,8 @@ on it, so PostgreSQL skips them: a one-time filter). So a write invalidates the 
 every instance at once, even while Redis is unreachable and cannot be told, and a miss costs one
 statement, not two. The key also names today's date (overdue counts change at midnight).
 
-Reads run on an autocommit connection (`db_config.read_only`): one statement, one snapshot, so
-the counts are exactly those of the version it returns.
+The statement runs as every read does (`TaskStore.fetch`: autocommit, on PostgreSQL on the
+driver): one statement, one snapshot, so the counts are exactly those of the version it returns.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 
 from pydantic import ValidationError
 from sqlalchemy import Date, Integer, bindparam, func, select, true
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db_models import Task, TaskTag, User
 from exceptions import InvalidTokenError
@@ -25,6 +24,7 @@ from metrics import CACHE_RESULTS
 from models import Priority, TaskStats
 from redis_config import Cache
 from services.task_filters import overdue_condition, today
+from services.task_store import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,33 +72,36 @@ _STATS = (
 
 
 async def compute_stats(
-    connection: AsyncConnection, *, user_id: int, known: int = -1
+    store: TaskStore, *, user_id: int, known: int = -1
 ) -> tuple[int, TaskStats | None]:
     """The user's data_version and, unless it is `known`, their statistics (one statement).
     A caller who no longer exists is a 401."""
-    params = {"user_id": user_id, "on": today(), "known": known}
-    rows = (await connection.execute(_STATS, params)).all()
+    rows = await store.fetch(_STATS, {"user_id": user_id, "on": today(), "known": known})
     if not rows:
         raise InvalidTokenError()
     first = rows[0]
-    version = int(first.data_version)
+    version = int(first["data_version"])
     if version == known:
         return version, None
-    total, completed = int(first.total), int(first.completed)
+    total, completed = int(first["total"]), int(first["completed"])
     stats = TaskStats(
         total=total,
         completed=completed,
         incomplete=total - completed,
-        completion_rate=round(completed / total, 4) if total else 0.0,
+        completion_rate=_rate(completed, total),
         by_priority={
-            Priority.LOW: int(first.low),
-            Priority.MEDIUM: int(first.medium),
-            Priority.HIGH: int(first.high),
+            Priority.LOW: int(first["low"]),
+            Priority.MEDIUM: int(first["medium"]),
+            Priority.HIGH: int(first["high"]),
         },
-        by_tag={row.tag: int(row.tagged) for row in rows if row.tag is not None},
-        overdue=int(first.overdue),
+        by_tag={row["tag"]: int(row["tagged"]) for row in rows if row["tag"] is not None},
+        overdue=int(first["overdue"]),
     )
     return version, stats
+
+
+def _rate(completed: int, total: int) -> float:
+    return round(completed / total, 4) if total else 0.0
 
 
 def _key(user_id: int) -> str:
@@ -119,14 +122,13 @@ def _cached(value: bytes | None) -> tuple[int, bytes]:
 
 
 async def get_stats(
-    engine: AsyncEngine, cache: Cache, *, user_id: int, ttl: int
+    store: TaskStore, cache: Cache, *, user_id: int, ttl: int
 ) -> tuple[bytes, bool]:
     """The caller's statistics as the JSON of a TaskStats, and whether they came from the
     cache. A caller who no longer exists is a 401."""
     key = _key(user_id)
     known, body = _cached(await cache.get(key))
-    async with engine.connect() as connection:
-        version, stats = await compute_stats(connection, user_id=user_id, known=known)
+    version, stats = await compute_stats(store, user_id=user_id, known=known)
     if stats is None:
         _HITS.inc()
         return body, True

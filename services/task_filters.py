@@ -46,10 +46,10 @@ def not_overdue_condition(on: date | ColumnElement[date]) -> ColumnElement[bool]
 
 
 def ordering(sort_by: SortField, sort_order: str, source: FromClause) -> list[UnaryExpression[Any]]:
-    """ORDER BY for a list, ties broken by id. Sorted by id, it leads with the owner, which every
-    list filters to one value: then only the (user_id, id) index gives that order, and the
-    planner cannot take the primary key instead, filtering by owner as it walks (for a user who
-    owns most of the table it guessed that cheap, and read 40 000 other rows for a 50-task page)."""
+    """ORDER BY for a list, ties broken by id. Sorted by id, it names the (user_id, id) index's
+    order; PostgreSQL still drops the owner's key (fixed by `user_id = :x`) and may walk the
+    primary key instead, which is why an unfiltered page picks its ids first
+    (`services.task_store.list_statement`)."""
     columns = source.c
     descending = sort_order == "desc"
     if sort_by is SortField.ID:  # NOT NULL: no NULLS clause, so an index scan gives the order

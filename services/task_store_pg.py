@@ -3,7 +3,8 @@
 Each keeps the store's rules (authorization clause, lock order, If-Match on the locked row, one
 version move, one data_version bump) in one statement, and each has its measured gain in
 docs/PERFORMANCE.md:
-* `read`: the single-task read runs on the asyncpg connection directly (`DriverQuery`);
+* `fetch`: every read (a task, a page, the stats) runs on the asyncpg connection directly
+  (`DriverQuery`);
 * `insert`: the data_version bump, the task and its tags as one `WITH` statement;
 * `update` of one task's fields (tags not sent): lock, UPDATE and bump as one `WITH` statement.
 Every other write (tags, bulk, delete) is the portable form.
@@ -11,7 +12,7 @@ Every other write (tags, bulk, delete) is the portable form.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -30,21 +31,18 @@ from db_config import DriverQuery
 from db_models import utcnow
 from exceptions import InvalidTokenError
 from models import TaskCreate
-from services.access import CALLER, TASK_ID, Need, decide, refuse, task_clause, version_clause
+from services.access import CALLER, TASK_ID, Need, refuse, task_clause, version_clause
 from services.task_store import (
     COLUMNS,
     TAGS,
     TASKS,
     USERS,
-    TaskRow,
     TaskStore,
-    Write,
-    Written,
     as_task,
     field_params,
-    read_statement,
     tag_rows,
 )
+from services.task_writes import TaskRow, Write, Written
 
 # The caller's id first: the INSERT selects it from the `caller` CTE, the rest are bound.
 _NEW_COLUMNS = ("user_id", *(name for name in COLUMNS if name not in ("id", "user_id")))
@@ -143,16 +141,17 @@ class PostgresTaskStore(TaskStore):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
-        self._reads = {
-            need: DriverQuery(read_statement("postgresql", need), engine) for need in Need
-        }
+        # Keyed by the statement object: every read statement is built once (module constants
+        # and lru_caches), so this holds one compiled query per statement shape.
+        self._queries: dict[int, DriverQuery] = {}
 
-    async def read(self, *, user_id: int, task_id: int, need: Need = Need.READ) -> TaskRow:
-        params = {"the_caller": user_id, "the_task": task_id}
-        row = await self._reads[need].fetchrow(self.reads, params)
-        decide(row, task_id=task_id)
-        assert row is not None
-        return as_task(row)
+    async def fetch(
+        self, statement: Executable, params: dict[str, Any]
+    ) -> Sequence[Mapping[Any, Any]]:
+        query = self._queries.get(id(statement))
+        if query is None or query.statement is not statement:
+            query = self._queries[id(statement)] = DriverQuery(statement, self.engine)
+        return await query.fetch(self.reads, params)
 
     async def insert(self, *, user_id: int, data: TaskCreate) -> TaskRow:
         task = self.new_row(user_id, data, utcnow())

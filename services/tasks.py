@@ -16,8 +16,9 @@ from models import TaskCreate, TaskFilters
 from services import files as file_service
 from services.access import Need, check_version
 from services.notifications import schedule_completion_notice
-from services.task_store import TaskRow, TaskStore, Write, Written
+from services.task_store import TaskStore
 from services.task_store_pg import PostgresTaskStore
+from services.task_writes import TaskRow, Write, Written
 from settings import Settings
 from storage import Storage
 
