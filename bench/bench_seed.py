@@ -218,8 +218,11 @@ async def backend_pids(dsn: str, application_names: list[str]) -> list[int]:
     return [int(row["pid"]) for row in rows]
 
 
-def write_plans(plan_dir: Path, users: list[BenchUser], *, seed: int = 7) -> dict[str, Path]:
-    """Request plans for the wrk scripts (see bench/lua/plan.lua for the line format)."""
+def write_plans(
+    plan_dir: Path, users: list[BenchUser], writers: list[BenchUser], *, seed: int = 7
+) -> dict[str, Path]:
+    """Request plans for the wrk scripts (see bench/lua/plan.lua for the line format).
+    `writers` are the users POST /tasks creates tasks for, apart from everyone else's."""
     rng = random.Random(seed)
     plan_dir.mkdir(parents=True, exist_ok=True)
     pairs = [(user, task_id) for user in users for task_id in user.task_ids]
@@ -234,7 +237,7 @@ def write_plans(plan_dir: Path, users: list[BenchUser], *, seed: int = 7) -> dic
         "filtered": [f"GET\t{FILTERED_QUERY}\t{user.token}" for user in users],
         "stats": [f"GET\t/tasks/stats\t{user.token}" for user in users],
         "health": ["GET\t/health\t"],
-        "tokens": [user.token for user in users],
+        "tokens": [user.token for user in writers],
         "patch_stats": [f"{user.id}\t{user.token}\t{user.task_ids[0]}" for user in users],
     }
     paths = {}
