@@ -10,7 +10,8 @@ The rules every write follows, here and in the shortcuts:
 * rows are locked task(s) first, then the owner's user row (so writers never deadlock);
 * If-Match is checked on the locked row (`access.check_version`);
 * each write moves the task's `version` in its own UPDATE and bumps the owner's `data_version`
-  (the stats cache key) once, with `_BUMP`.
+  (the stats cache key) once, with `BUMP`: the owner's, also when an editor of a shared task
+  writes, so the owner's cached stats go stale with it.
 A task is handed around as a `TaskRow`: TaskRead's fields plus `version`;
 `services.task_json` is its one serialiser.
 """
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Integer,
+    and_,
     bindparam,
     delete,
     func,
@@ -45,7 +47,7 @@ from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, SortField, TaskCreate, TaskFilters
 from services import task_filters
 from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
-from services.task_writes import TaskRow, Write, Written
+from services.task_writes import Owner, TaskRow, Write, Written
 
 _METADATA = Task.metadata
 TASKS = _METADATA.tables[Task.__tablename__]
@@ -61,15 +63,20 @@ COLUMNS = (*tuple(name for name in READ_FIELDS if name != "tags"), "version")
 FIRST_VERSION = 1
 
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-# The owner's data_version, bumped once per write, and its task count, moved by the tasks the
-# write `added` (1 on insert, -1 on delete, else 0); RETURNING the owner's name and address for
-# the completion email. Always after the task rows are locked: lock order task, then user.
+# The owners' data_version, bumped once per write, and their task count, moved by the tasks the
+# write `added` (1 on insert, -1 on delete, else 0); RETURNING each owner's name, address and
+# whether they want completion mail. Always after the task rows are locked: lock order task,
+# then user. `owners` are the written tasks' owners (the caller, unless an editor wrote).
 ADDED = bindparam("added", value=0, type_=Integer)
+OWNERS: BindParameter[Any] = bindparam("owners", expanding=True)
+COMPLETION_MAIL = and_(USERS.c.notify_email, USERS.c.notify_task_completed)
 BUMP = (
     update(USERS)
-    .where(USERS.c.id == CALLER)
+    .where(USERS.c.id.in_(OWNERS))
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
-    .returning(USERS.c.id, USERS.c.username, USERS.c.email)
+    .returning(
+        USERS.c.id, USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail")
+    )
 )
 
 
@@ -223,6 +230,16 @@ def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, 
     ]
 
 
+async def bump(connection: AsyncConnection, owners: list[int], added: int = 0) -> dict[int, Owner]:
+    """BUMP these owners (in id order, as every writer locks them); none left: the caller's
+    own row is gone (401)."""
+    rows = await connection.execute(BUMP, {"owners": owners, "added": added})
+    found = {row.id: Owner(row.username, row.email, bool(row.completion_mail)) for row in rows}
+    if not found:
+        raise InvalidTokenError()
+    return found
+
+
 class TaskStore:
     """Tasks and their tags, in portable Core (see the module's docstring)."""
 
@@ -270,9 +287,7 @@ class TaskStore:
         now = utcnow()
         task = self.new_row(user_id, data, now)
         async with self.engine.begin() as connection:
-            bumped = await connection.execute(BUMP, {"the_caller": user_id, "added": 1})
-            if bumped.first() is None:
-                raise InvalidTokenError()
+            await bump(connection, [user_id], added=1)
             values = {name: task[name] for name in COLUMNS if name != "id"}
             task["id"] = (await connection.execute(INSERT_TASK, values)).scalar_one()
             if task["tags"]:
@@ -307,18 +322,17 @@ class TaskStore:
             fields, params = field_params(changes)
             params.update(ids=ids, now=utcnow())
             rows = (await connection.execute(update_statement(fields), params)).mappings().all()
+            owner_of = {row["id"]: row["user_id"] for row in rows}
             if "tags" in changes:
                 tags = {task_id: list(changes["tags"]) for task_id in ids}
                 await connection.execute(_DELETE_TAGS, {"ids": ids})
-                new = [row for i in ids for row in tag_rows(user_id, i, changes["tags"])]
+                new = [r for i in ids for r in tag_rows(owner_of[i], i, changes["tags"])]
                 if new:
                     await connection.execute(INSERT_TAGS, new)
-            owner = (await connection.execute(BUMP, {"the_caller": user_id})).first()
-            if owner is None:
-                raise InvalidTokenError()
+            owners = await bump(connection, sorted(set(owner_of.values())))
         tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
         completed_now = [t for t in tasks if t["completed"] and not locked[t["id"]]]
-        return Written(tasks, completed_now, owner.username, owner.email)
+        return Written(tasks, completed_now, owners)
 
     async def delete(
         self, *, user_id: int, task_id: int, allowed: frozenset[int] | None = None
@@ -331,8 +345,7 @@ class TaskStore:
             await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
             await connection.execute(_DELETE_TASK, params)
-            if (await connection.execute(BUMP, {**params, "added": -1})).first() is None:
-                raise InvalidTokenError()
+            await bump(connection, [user_id], added=-1)
         return keys
 
     async def _lock(

@@ -26,12 +26,21 @@ class Write:
     bulk: bool = False
 
 
+@dataclass(frozen=True)
+class Owner:
+    """An owner of written tasks, as the data_version bump returned them: for the completion
+    email, which they may have turned off."""
+
+    username: str
+    email: str
+    completion_mail: bool
+
+
 @dataclass
 class Written:
-    """What a write did: the tasks as they are now, which of them it completed, and the owner
-    (for the completion email)."""
+    """What a write did: the tasks as they are now, which of them it completed, and their
+    owners by id (an editor's bulk write can span several)."""
 
     tasks: list[TaskRow]
     completed_now: list[TaskRow] = field(default_factory=list)
-    owner_name: str = ""
-    owner_email: str = ""
+    owners: Mapping[int, Owner] = field(default_factory=dict)
