@@ -4,7 +4,7 @@ the caller may use (decided by services.access, the one authorization clause).""
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -24,6 +24,7 @@ from exceptions import (
 from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
+from services import comments as comment_service
 from services.access import Need, file_clause
 from services.task_store import TaskStore
 from services.task_writes import TaskRow
@@ -221,6 +222,26 @@ def _file_for(need: Need) -> Any:
 ReadableFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.READ))]
 # Deleting a file is the task owner's, or its uploader's while they may edit the task.
 OwnedFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.OWNER))]
+
+
+CommentID = Annotated[int, Path(gt=0, le=MAX_ID, description="The comment's id")]
+
+
+def _comment_for(need: Need) -> Any:
+    async def comment_for(
+        comment_id: CommentID, store: TaskStoreDep, user_id: CurrentUserID
+    ) -> Mapping[str, Any]:
+        """The comment, if the caller may change it for this need (else 401 / 404 / 403)."""
+        return await comment_service.load_comment(
+            store, user_id=user_id, comment_id=comment_id, need=need
+        )
+
+    return comment_for
+
+
+# Editing a comment is its author's; deleting it, its author's or the task owner's.
+EditableComment = Annotated[Mapping[str, Any], Depends(_comment_for(Need.WRITE))]
+DeletableComment = Annotated[Mapping[str, Any], Depends(_comment_for(Need.OWNER))]
 
 
 async def require_metrics_access(request: Request) -> None:

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_models import Task, TaskComment, TaskFile, TaskShare, User
 from exceptions import (
+    ForbiddenError,
     InvalidTokenError,
     PreconditionFailedError,
+    ResourceNotFoundError,
     TaskAccessDeniedError,
     TaskNotFoundError,
 )
@@ -111,6 +113,19 @@ def decide(row: Mapping[Any, Any] | None, *, task_id: int) -> None:
         raise TaskAccessDeniedError(task_id)
 
 
+def decide_comment(row: Mapping[Any, Any] | None, *, comment_id: int) -> None:
+    """`decide` for a comment: the caller's row outer-joined to the comment, with whether
+    `comment_clause` allows it (401 / 404 / 403)."""
+    if row is None:
+        raise InvalidTokenError()
+    if row["id"] is None:
+        message = f"Comment with ID {comment_id} not found"
+        raise ResourceNotFoundError(message, comment_id=comment_id)
+    if not row["allowed"]:
+        message = f"You may not change comment {comment_id}"
+        raise ForbiddenError(message, comment_id=comment_id)
+
+
 async def refuse(
     connection: AsyncConnection,
     *,
@@ -148,3 +163,10 @@ def version_clause() -> ColumnElement[bool]:
     `allowed` (one parameter however many entity tags the header lists)."""
     allowed = bindparam("allowed", type_=postgresql.ARRAY(Integer))
     return _TASKS.c.version == any_(allowed)
+
+
+def check_share_removal(task_id: int, *, owner: int, recipient: int, caller: int) -> None:
+    """DELETE /tasks/{id}/share/{username}: the owner removes any share, a recipient only
+    their own (leaving the task); anyone else who can read the task is refused (403)."""
+    if caller not in (owner, recipient):
+        raise TaskAccessDeniedError(task_id)

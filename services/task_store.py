@@ -23,7 +23,6 @@ from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Executable,
@@ -42,18 +41,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import BindParameter
 
 from db_config import read_only
-from db_models import Task, TaskFile, TaskTag, User, utcnow
+from db_models import Task, TaskFile, TaskShare, TaskTag, User, utcnow
 from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, SortField, TaskCreate, TaskFilters
 from services import task_filters
 from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
-from services.task_writes import Owner, TaskRow, Write, Written
+from services.task_writes import (
+    Owner,
+    TaskRow,
+    Write,
+    Written,
+    as_fields,
+    as_shared,
+    as_task,
+)
 
 _METADATA = Task.metadata
 TASKS = _METADATA.tables[Task.__tablename__]
 TAGS = _METADATA.tables[TaskTag.__tablename__]
 USERS = _METADATA.tables[User.__tablename__]
 FILES = _METADATA.tables[TaskFile.__tablename__]
+SHARES = _METADATA.tables[TaskShare.__tablename__]
 # TaskRead's fields, in TaskRead's order (the JSON keys come out in this order), then `version`.
 READ_FIELDS = (
     "id", "title", "description", "completed", "priority", "created_at", "updated_at",
@@ -99,32 +107,6 @@ def tags_of(dialect: str, source: FromClause) -> ColumnElement[Any]:
     return select(func.json_group_array(ordered.c.tag)).scalar_subquery()
 
 
-def tag_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        tags: list[str] = orjson.loads(value)
-        return tags
-    return list(value)
-
-
-def as_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """A row of `COLUMNS` (and `tags`, aggregated or a list) as TaskRead's fields, in order."""
-    return {
-        "id": row["id"], "title": row["title"], "description": row["description"],
-        "completed": row["completed"], "priority": row["priority"],
-        "created_at": row["created_at"], "updated_at": row["updated_at"],
-        "due_date": row["due_date"], "tags": tag_list(row["tags"]), "user_id": row["user_id"],
-    }  # fmt: skip
-
-
-def as_task(row: Mapping[Any, Any]) -> TaskRow:
-    """A row as a TaskRow: TaskRead's fields, then `version` (the ETag)."""
-    task = as_fields(row)
-    task["version"] = row["version"]
-    return task
-
-
 @lru_cache(maxsize=8)
 @cache
 def read_statement(dialect: str, need: Need) -> Executable:
@@ -143,22 +125,32 @@ def read_statement(dialect: str, need: Need) -> Executable:
 
 
 @lru_cache(maxsize=1024)
-def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable, Executable]:
+def list_statement(
+    dialect: str, shape: task_filters.Shape, *, own: bool = True
+) -> tuple[Executable, Executable]:
     """A page with the number of matches before paging, left-joined to the caller's row (so an
     empty page still proves the caller exists); and the count alone, for a page past the end.
 
     The total: unfiltered, the user row's task count (kept by BUMP: no counting at all, so a
     page costs the same at 10 000 tasks as at 200); filtered, a window count over the page's
-    own scan, which evaluates the filter once (a separate count evaluated a search twice)."""
-    where = task_filters.conditions(shape)
+    own scan, which evaluates the filter once (a separate count evaluated a search twice).
+
+    Not `own`: the tasks shared with the caller (GET /tasks/shared-with-me), read from the
+    caller's shares through their (user_id, task_id) index, each with the share's permission
+    and its owner's name; always counted by the window (the user row counts only their own)."""
+    where = task_filters.conditions(shape, own=own)
     sort_by, sort_order = shape[7], shape[8]
     completed, priority, tag, overdue, search, after, before = shape[:7]
     filtered = completed or priority or tag or overdue is not None or search or after or before
+    filtered = filtered or not own
     window = (func.count().over().label("total"),) if filtered else ()
+    source = TASKS if own else TASKS.join(SHARES, SHARES.c.task_id == TASKS.c.id)
+    shared = () if own else (SHARES.c.permission,)
     paged = (
-        select(*(TASKS.c[name] for name in COLUMNS), *window)
+        select(*(TASKS.c[name] for name in COLUMNS), *shared, *window)
+        .select_from(source)
         .where(*where)
-        .order_by(*task_filters.ordering(sort_by, sort_order, TASKS))
+        .order_by(*task_filters.ordering(sort_by, sort_order, TASKS, own=own))
         .offset(bindparam("skip", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
     )
@@ -171,18 +163,25 @@ def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable,
         paged = select(*(TASKS.c[name] for name in COLUMNS)).where(TASKS.c.id.in_(ids))
     page = paged.subquery("page")
     total = page.c.total if filtered else USERS.c.task_count
+    owner = USERS.alias("owner")
+    joined = USERS.outerjoin(page, true())
+    if not own:
+        joined = joined.outerjoin(owner, owner.c.id == page.c.user_id)
+    extra = () if own else (page.c.permission, owner.c.username.label("owner_username"))
     statement = (
         select(
             USERS.c.id.label("caller"),
             total.label("total"),
             *(page.c[name] for name in COLUMNS),
             tags_of(dialect, page).label("tags"),
+            *extra,
         )
-        .select_from(USERS.outerjoin(page, true()))
+        .select_from(joined)
         .where(USERS.c.id == CALLER)
-        .order_by(*task_filters.ordering(sort_by, sort_order, page))
+        .order_by(*task_filters.ordering(sort_by, sort_order, page, own=own))
     )
-    return statement, select(func.count().label("total")).select_from(TASKS).where(*where)
+    count = select(func.count().label("total")).select_from(source).where(*where)
+    return statement, count
 
 
 _LOCK = {
@@ -265,16 +264,21 @@ class TaskStore:
         assert row is not None
         return as_task(row)
 
-    async def list_page(self, *, user_id: int, filters: TaskFilters) -> tuple[list[TaskRow], int]:
-        """One page of the caller's tasks and the number of matches before paging."""
-        statement, count = list_statement(self.dialect, task_filters.shape(filters))
+    async def list_page(
+        self, *, user_id: int, filters: TaskFilters, own: bool = True
+    ) -> tuple[list[TaskRow], int]:
+        """One page of the caller's tasks (or, not `own`, of those shared with the caller) and
+        the number of matches before paging."""
+        shape = task_filters.shape(filters)
+        statement, count = list_statement(self.dialect, shape, own=own)
         params = task_filters.parameters(user_id, filters)
         rows = await self.fetch(statement, params)
         if not rows:
             raise InvalidTokenError()
         if rows[0]["id"] is not None or rows[0]["total"] is not None:
             # TaskRead's fields only: a page carries no ETags, so its rows need no version.
-            pages = [as_fields(row) for row in rows] if rows[0]["id"] is not None else []
+            fields = as_fields if own else as_shared
+            pages = [fields(row) for row in rows] if rows[0]["id"] is not None else []
             return pages, int(rows[0]["total"])
         # A filtered page that is empty: its window counted nothing. Past the end (skip), the
         # matches are counted on their own; at the start there are none.

@@ -39,11 +39,10 @@ from services.task_store import (
     TASKS,
     USERS,
     TaskStore,
-    as_task,
     field_params,
     tag_rows,
 )
-from services.task_writes import Owner, TaskRow, Write, Written
+from services.task_writes import Owner, TaskRow, Write, Written, as_task
 
 # The caller's id first: the INSERT selects it from the `caller` CTE, the rest are bound.
 _NEW_COLUMNS = ("user_id", *(name for name in COLUMNS if name not in ("id", "user_id")))
