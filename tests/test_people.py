@@ -47,7 +47,7 @@ async def test_search_takes_like_wildcards_literally(client: httpx.AsyncClient) 
     "params", [{"query": "a"}, {}, {"query": "ab", "limit": 51}, {"query": "ab\x00"}]
 )
 async def test_search_validates_its_query(
-    client: httpx.AsyncClient, params: dict[str, object]
+    client: httpx.AsyncClient, params: dict[str, str | int]
 ) -> None:
     caller = await make_user(client)
     assert_error(await client.get("/users/search", params=params, headers=caller.headers), 422)
