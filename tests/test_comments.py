@@ -118,3 +118,24 @@ async def test_comments_go_with_the_task_and_a_removed_share_ends_editing(
     assert_error(await client.patch(url, json={"content": "w"}, headers=viewer.headers), 403)
     assert (await client.delete(f"/tasks/{task['id']}", headers=owner.headers)).status_code == 204
     assert_error(await client.delete(url, headers=owner.headers), 404)
+
+
+async def test_comment_and_share_honour_idempotency_keys(client: httpx.AsyncClient) -> None:
+    owner, bob = await make_user(client), await make_user(client)
+    task = await make_task(client, owner)
+    headers = {**owner.headers, "Idempotency-Key": "comment-once"}
+    path = f"/tasks/{task['id']}/comments"
+    first = await client.post(path, json={"content": "once"}, headers=headers)
+    again = await client.post(path, json={"content": "once"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert (await client.get(path, headers=owner.headers)).headers["x-total-count"] == "1"
+    body = {"shared_with_username": bob.username, "permission": "view"}
+    headers["Idempotency-Key"] = "share-once"
+    shared = [
+        await client.post(f"/tasks/{task['id']}/share", json=body, headers=headers)
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in shared] == [201, 201]
+    assert shared[1].headers["idempotent-replayed"] == "true"
