@@ -39,7 +39,7 @@ _REBUILD = {
 }
 
 
-def upgrade() -> None:
+def _create_shares() -> None:
     op.create_table(
         "task_shares",
         sa.Column("task_id", sa.Integer(), nullable=False),
@@ -64,6 +64,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("task_id", "user_id", name=op.f("pk_task_shares")),
     )
     op.create_index("ix_task_shares_user_id_task_id", "task_shares", ["user_id", "task_id"])
+
+
+def _create_comments() -> None:
     op.create_table(
         "task_comments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -89,6 +92,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_task_comments_task_id_id", "task_comments", ["task_id", "id"])
     op.create_index(op.f("ix_task_comments_author_id"), "task_comments", ["author_id"])
+
+
+def upgrade() -> None:
+    _create_shares()
+    _create_comments()
     with op.batch_alter_table("users", **_REBUILD) as batch_op:  # type: ignore[arg-type]
         for name in _PREFERENCES:
             batch_op.add_column(
