@@ -174,17 +174,50 @@ def _is_permanent(exc: Exception) -> bool:
     return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A plain-text email about a task (shared, commented on): free text, made safe as it is
+    built. `kind` names it in the logs, which never carry the address."""
+
+    kind: str
+    task_id: int
+    to: str
+    subject: str
+    body: str
+
+
+def notice_message(settings: Settings, notice: Notice) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = _one_line(notice.subject)[:200]
+    message["From"] = settings.smtp_from
+    message["To"] = notice.to
+    message["Message-ID"] = make_msgid(domain="task-manager")
+    message.set_content(notice.body)
+    return message
+
+
 async def send_completion_email(
     settings: Settings, *, to: str, name: str, tasks: Sequence[CompletedTask]
 ) -> None:
     """Tell a user their tasks were completed; retried with backoff, never raises."""
     ids = ",".join(str(task.id) for task in tasks)
+    message = completion_message(settings, to=to, name=name, tasks=tasks)
+    await _send(settings, message, what="completion email", about=f"task_ids={ids}")
+
+
+async def send_notice(settings: Settings, notice: Notice) -> None:
+    """Send a notice; retried with backoff, never raises."""
+    message = notice_message(settings, notice)
+    await _send(settings, message, what=f"{notice.kind} email", about=f"task_id={notice.task_id}")
+
+
+async def _send(settings: Settings, message: EmailMessage, *, what: str, about: str) -> None:
+    """Deliver one email, retrying transient failures with backoff; logs, never raises."""
     if not settings.smtp_host:
-        logger.info("completion email not sent (SMTP_HOST unset) task_ids=%s", ids)
+        logger.info("%s not sent (SMTP_HOST unset) %s", what, about)
         return
     for attempt in range(1, settings.smtp_max_attempts + 1):
         try:
-            message = completion_message(settings, to=to, name=name, tasks=tasks)
             await anyio.to_thread.run_sync(_deliver, settings, message)
         except Exception as exc:
             # The exception text may quote the address: log its type and code only.
@@ -192,20 +225,22 @@ async def send_completion_email(
             last = attempt == settings.smtp_max_attempts
             if last or not isinstance(exc, smtplib.SMTPException | OSError) or _is_permanent(exc):
                 logger.error(
-                    "completion email failed task_ids=%s attempts=%s error=%s code=%s",
-                    ids,
+                    "%s failed %s attempts=%s error=%s code=%s",
+                    what,
+                    about,
                     attempt,
                     type(exc).__name__,
                     code,
                 )
                 return
             logger.warning(
-                "completion email attempt failed, retrying task_ids=%s attempt=%s error=%s",
-                ids,
+                "%s attempt failed, retrying %s attempt=%s error=%s",
+                what,
+                about,
                 attempt,
                 type(exc).__name__,
             )
             await anyio.sleep(settings.smtp_retry_backoff * 2 ** (attempt - 1))
         else:
-            logger.info("completion email sent task_ids=%s", ids)
+            logger.info("%s sent %s", what, about)
             return

@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -78,6 +79,12 @@ class User(Base):
     # How many tasks the user has, moved in the same UPDATE (services.task_store.BUMP): the
     # total of an unfiltered list, without counting.
     task_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Which emails the user wants (GET/PATCH /notifications/preferences); columns, not a table,
+    # so the write that triggers a notice reads them in the row it already updates or loads.
+    notify_email: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_task_shared_with_me: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_task_completed: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_comment_on_my_task: Mapped[bool] = mapped_column(default=True, server_default=true())
 
 
 def _trigram_index(column: str) -> Index:
@@ -180,6 +187,43 @@ class TaskFile(Base):
     file_size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who uploaded it: an editor of a shared task may delete their own uploads (NULL: uploaded
+    # before shares existed, or by an account since deleted).
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class TaskShare(Base):
+    """A task shared with another user, to view or to edit (services.access.task_clause)."""
+
+    __tablename__ = "task_shares"
+    __table_args__ = (
+        CheckConstraint("permission IN ('view', 'edit')", name="permission"),
+        # The recipient's shares: GET /tasks/shared-with-me, and the clause's EXISTS by recipient.
+        Index("ix_task_shares_user_id_task_id", "user_id", "task_id"),
+    )
+
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    permission: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskComment(Base):
+    """A comment on a task; it goes with the task and with its author."""
+
+    __tablename__ = "task_comments"
+    __table_args__ = (Index("ix_task_comments_task_id_id", "task_id", "id"), _NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    content: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IdempotencyKey(Base):

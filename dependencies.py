@@ -4,7 +4,7 @@ the caller may use (decided by services.access, the one authorization clause).""
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -24,7 +24,8 @@ from exceptions import (
 from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
-from services.access import Need, task_clause
+from services import comments as comment_service
+from services.access import Need, file_clause
 from services.task_store import TaskStore
 from services.task_writes import TaskRow
 from settings import Settings
@@ -119,6 +120,7 @@ def _task_for(need: Need) -> Any:
 # What a route needs of the path's task: declared, never checked by hand.
 ReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ))]
 WritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE))]
+OwnedTask = Annotated[TaskRow, Depends(_task_for(Need.OWNER))]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------
@@ -200,9 +202,9 @@ def _file_for(need: Need) -> Any:
     async def file_for(
         file_id: FileID, session: SessionDep, user: CurrentUser
     ) -> db_models.TaskFile:
-        """The file, if the caller may use its task for this need (else 404 / 403)."""
+        """The file, if the caller may use it for this need (else 404 / 403)."""
         stmt = (
-            select(db_models.TaskFile, task_clause(need).label("allowed"))
+            select(db_models.TaskFile, file_clause(need).label("allowed"))
             .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
             .where(db_models.TaskFile.id == file_id)
         )
@@ -218,8 +220,28 @@ def _file_for(need: Need) -> Any:
 
 
 ReadableFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.READ))]
-# Deleting a file is the task owner's (a share's editor will delete only their own uploads).
+# Deleting a file is the task owner's, or its uploader's while they may edit the task.
 OwnedFile = Annotated[db_models.TaskFile, Depends(_file_for(Need.OWNER))]
+
+
+CommentID = Annotated[int, Path(gt=0, le=MAX_ID, description="The comment's id")]
+
+
+def _comment_for(need: Need) -> Any:
+    async def comment_for(
+        comment_id: CommentID, store: TaskStoreDep, user_id: CurrentUserID
+    ) -> Mapping[str, Any]:
+        """The comment, if the caller may change it for this need (else 401 / 404 / 403)."""
+        return await comment_service.load_comment(
+            store, user_id=user_id, comment_id=comment_id, need=need
+        )
+
+    return comment_for
+
+
+# Editing a comment is its author's; deleting it, its author's or the task owner's.
+EditableComment = Annotated[Mapping[str, Any], Depends(_comment_for(Need.WRITE))]
+DeletableComment = Annotated[Mapping[str, Any], Depends(_comment_for(Need.OWNER))]
 
 
 async def require_metrics_access(request: Request) -> None:

@@ -112,6 +112,20 @@ class ConflictError(AppError):
     title = "Conflict"
 
 
+class ResourceNotFoundError(AppError):
+    """A user, share or comment that does not exist (tasks and files have their own)."""
+
+    status_code = 404
+    title = "Not Found"
+
+
+class ForbiddenError(AppError):
+    """The caller may see the thing but not do this to it (a comment they did not write)."""
+
+    status_code = 403
+    title = "Forbidden"
+
+
 class DuplicateUserError(AppError):
     status_code = 409
     title = "Conflict"

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 import db_models
 from dependencies import (
+    CurrentUserID,
     OwnedFile,
     ReadableFile,
     ReadableTask,
@@ -77,6 +78,7 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
 async def upload_file(
     request: Request,
     task: WritableTask,
+    user_id: CurrentUserID,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -87,6 +89,7 @@ async def upload_file(
     return await file_service.upload_file(
         session,
         task_id=task["id"],
+        user_id=user_id,
         storage=storage,
         body=request.stream(),
         content_type=content_type,

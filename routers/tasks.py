@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
@@ -34,6 +33,7 @@ from models import (
 )
 from openapi_docs import error_responses, with_headers
 from rate_limit_config import active_limit, limiter
+from routers.paging import pagination_headers
 from services import stats as stats_service
 from services import tasks as task_service
 from services.task_json import task_json, tasks_json
@@ -71,26 +71,6 @@ _CONDITIONAL_BODY = {**_CONDITIONAL, **_BODY}
 
 
 _JSON = "application/json"
-_PAGING = frozenset(("skip", "limit"))
-
-
-def _pagination_headers(request: Request, *, total: int, skip: int, limit: int) -> dict[str, str]:
-    """X-Total-Count and an RFC 8288 Link header, so clients page without guessing."""
-    links = {"first": 0, "last": max(total - 1, 0) // limit * limit}
-    if skip + limit < total:
-        links["next"] = skip + limit
-    if skip > 0:
-        links["prev"] = max(skip - limit, 0)
-    # Relative references (RFC 8288 resolves them against the request URL): the Host header is
-    # the client's to choose, so it never goes into a response. The other query parameters
-    # keep their order, then skip and limit.
-    url = request.url
-    kept = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in _PAGING]
-    base = quote(url.path) + "?" + (urlencode(kept) + "&" if kept else "")
-    link = ", ".join(
-        f'<{base}skip={offset}&limit={limit}>; rel="{rel}"' for rel, offset in links.items()
-    )
-    return {"X-Total-Count": str(total), "Link": link}
 
 
 def _task_response(task: TaskRow, status_code: int = 200) -> Response:
@@ -112,7 +92,7 @@ async def list_tasks(
 ) -> Response:
     """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
     tasks, total = await task_service.list_tasks(store, user_id=user_id, filters=filters)
-    headers = _pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
+    headers = pagination_headers(request, total=total, skip=filters.skip, limit=filters.limit)
     return Response(tasks_json(tasks), media_type=_JSON, headers=headers)
 
 

@@ -2,9 +2,9 @@
 
 Every task and file statement joins `task_clause(need)`; every refusal is decided by `refuse`,
 which keeps the original API's distinction: 401 when the caller no longer exists, 404 when the
-task does not exist, 403 when it exists but is not the caller's to use. Shares (view/edit) and
-token scopes are added here, and only here: `task_clause` grows an EXISTS over the shares, and
-`Need` is what a token's scopes are checked against.
+task does not exist, 403 when it exists but is not the caller's to use. Shares (view/edit) are
+here, and only here: `task_clause` is the owner's test OR an EXISTS over `task_shares`. Token
+scopes join it tomorrow: `Need` is what a token's scopes are checked against.
 """
 
 from __future__ import annotations
@@ -13,20 +13,25 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Integer, any_, bindparam, select
+from sqlalchemy import ColumnElement, Integer, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db_models import Task, User
+from db_models import Task, TaskComment, TaskFile, TaskShare, User
 from exceptions import (
+    ForbiddenError,
     InvalidTokenError,
     PreconditionFailedError,
+    ResourceNotFoundError,
     TaskAccessDeniedError,
     TaskNotFoundError,
 )
 
 _TASKS = Task.metadata.tables[Task.__tablename__]
 _USERS = User.metadata.tables[User.__tablename__]
+_SHARES = TaskShare.metadata.tables[TaskShare.__tablename__]
+_FILES = TaskFile.metadata.tables[TaskFile.__tablename__]
+_COMMENTS = TaskComment.metadata.tables[TaskComment.__tablename__]
 # The caller and the task, as bound parameters every task statement shares. Not named after
 # columns: an UPDATE reserves those names for its SET clause.
 CALLER = bindparam("the_caller", type_=Integer)
@@ -41,11 +46,47 @@ class Need(enum.Enum):
     OWNER = "owner"
 
 
+# What each share permission allows beyond the owner's own tasks (OWNER: nothing).
+_SHARED_FOR = {Need.READ: ("view", "edit"), Need.WRITE: ("edit",), Need.OWNER: ()}
+
+
 def task_clause(need: Need) -> ColumnElement[bool]:
-    """The tasks the caller (`the_caller`) may use for `need`. Owner only, for now: a share
-    makes READ (view) and WRITE (edit) wider here, never anywhere else."""
-    del need  # every need is the owner's today
-    return _TASKS.c.user_id == CALLER
+    """The tasks the caller (`the_caller`) may use for `need`: their own, or (READ, WRITE) one
+    shared with them with a permission that allows it, and nowhere else.
+
+    The owner's test comes first and alone on its side of the OR: an owner's read of one task
+    stays a primary-key lookup whose EXISTS is never evaluated (PostgreSQL stops at the first
+    true arm), and the lists, which take OWNER, keep `user_id = :caller` for their indexes."""
+    own = _TASKS.c.user_id == CALLER
+    permissions = _SHARED_FOR[need]
+    if not permissions:
+        return own
+    share = exists().where(_SHARES.c.task_id == _TASKS.c.id, _SHARES.c.user_id == CALLER)
+    if permissions != _SHARED_FOR[Need.READ]:  # READ: any share (the column allows no other)
+        share = share.where(_SHARES.c.permission.in_(permissions))
+    return or_(own, share)
+
+
+def shared_clause() -> ColumnElement[bool]:
+    """The shares that name the caller: GET /tasks/shared-with-me lists their tasks (joined on
+    `task_shares.task_id = tasks.id`, read through the (user_id, task_id) index)."""
+    return _SHARES.c.user_id == CALLER
+
+
+def file_clause(need: Need) -> ColumnElement[bool]:
+    """Who may use a file (joined to its task) for `need`: as its task, except that OWNER (a
+    delete) also allows the uploader while they may still edit the task."""
+    if need is not Need.OWNER:
+        return task_clause(need)
+    mine = and_(_FILES.c.uploaded_by == CALLER, task_clause(Need.WRITE))
+    return or_(task_clause(Need.OWNER), mine)
+
+
+def comment_clause(need: Need) -> ColumnElement[bool]:
+    """Who may change a comment (joined to its task): WRITE (edit) its author, while they can
+    still read the task; OWNER (delete) the author likewise, or the task's owner."""
+    author = and_(_COMMENTS.c.author_id == CALLER, task_clause(Need.READ))
+    return or_(author, task_clause(Need.OWNER)) if need is Need.OWNER else author
 
 
 # The caller's row outer-joined to the task by id (no authorization filter), with whether the
@@ -70,6 +111,19 @@ def decide(row: Mapping[Any, Any] | None, *, task_id: int) -> None:
         raise TaskNotFoundError(task_id)
     if not row["allowed"]:
         raise TaskAccessDeniedError(task_id)
+
+
+def decide_comment(row: Mapping[Any, Any] | None, *, comment_id: int) -> None:
+    """`decide` for a comment: the caller's row outer-joined to the comment, with whether
+    `comment_clause` allows it (401 / 404 / 403)."""
+    if row is None:
+        raise InvalidTokenError()
+    if row["id"] is None:
+        message = f"Comment with ID {comment_id} not found"
+        raise ResourceNotFoundError(message, comment_id=comment_id)
+    if not row["allowed"]:
+        message = f"You may not change comment {comment_id}"
+        raise ForbiddenError(message, comment_id=comment_id)
 
 
 async def refuse(
@@ -109,3 +163,10 @@ def version_clause() -> ColumnElement[bool]:
     `allowed` (one parameter however many entity tags the header lists)."""
     allowed = bindparam("allowed", type_=postgresql.ARRAY(Integer))
     return _TASKS.c.version == any_(allowed)
+
+
+def check_share_removal(task_id: int, *, owner: int, recipient: int, caller: int) -> None:
+    """DELETE /tasks/{id}/share/{username}: the owner removes any share, a recipient only
+    their own (leaving the task); anyone else who can read the task is refused (403)."""
+    if caller not in (owner, recipient):
+        raise TaskAccessDeniedError(task_id)

@@ -48,6 +48,7 @@ async def upload_file(
     session: AsyncSession,
     *,
     task_id: int,
+    user_id: int,
     storage: Storage,
     body: AsyncIterator[bytes],
     content_type: str,
@@ -73,6 +74,7 @@ async def upload_file(
         content_type=file_type.content_type,
         file_size=check.size,
         sha256=check.sha256,
+        uploaded_by=user_id,
     )
     session.add(row)
     try:

@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from db_models import Task, TaskTag, UTCDateTime
 from models import SortField, TaskFilters
-from services.access import Need, task_clause
+from services.access import Need, shared_clause, task_clause
 
 _PRIORITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
@@ -45,15 +45,17 @@ def not_overdue_condition(on: date | ColumnElement[date]) -> ColumnElement[bool]
     return or_(Task.due_date.is_(None), Task.due_date >= on, Task.completed.is_(True))
 
 
-def ordering(sort_by: SortField, sort_order: str, source: FromClause) -> list[UnaryExpression[Any]]:
-    """ORDER BY for a list, ties broken by id. Sorted by id, it names the (user_id, id) index's
-    order; PostgreSQL still drops the owner's key (fixed by `user_id = :x`) and may walk the
-    primary key instead, which is why an unfiltered page picks its ids first
-    (`services.task_store.list_statement`)."""
+def ordering(
+    sort_by: SortField, sort_order: str, source: FromClause, *, own: bool = True
+) -> list[UnaryExpression[Any]]:
+    """ORDER BY for a list, ties broken by id. Sorted by id, the caller's own list (`own`) names
+    the (user_id, id) index's order; PostgreSQL still drops the owner's key (fixed by
+    `user_id = :x`) and may walk the primary key instead, which is why an unfiltered page picks
+    its ids first (`services.task_store.list_statement`). Shared tasks have many owners: by id."""
     columns = source.c
     descending = sort_order == "desc"
     if sort_by is SortField.ID:  # NOT NULL: no NULLS clause, so an index scan gives the order
-        keys = [columns.user_id, columns.id]
+        keys = [columns.user_id, columns.id] if own else [columns.id]
         return [key.desc() if descending else key.asc() for key in keys]
     column: ColumnElement[Any] = (
         case(_PRIORITY_RANK, value=columns.priority)
@@ -111,7 +113,7 @@ def parameters(user_id: int, filters: TaskFilters) -> dict[str, Any]:
     if filters.overdue is not None:
         params["on"] = today()
     if filters.search:
-        params["pattern"] = f"%{_escape_like(filters.search)}%"
+        params["pattern"] = f"%{escape_like(filters.search)}%"
     if filters.created_after is not None:
         params["created_after"] = _day_start(filters.created_after)
     if filters.created_before is not None:
@@ -120,7 +122,7 @@ def parameters(user_id: int, filters: TaskFilters) -> dict[str, Any]:
     return params
 
 
-def _escape_like(term: str) -> str:
+def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -128,12 +130,12 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def conditions(of: Shape) -> list[ColumnElement[bool]]:
+def conditions(of: Shape, *, own: bool = True) -> list[ColumnElement[bool]]:
     """The WHERE of a list: the caller's own tasks (GET /tasks lists only those, shares or
-    not), then each filter present."""
+    not) or (not `own`) the shares naming the caller, then each filter present."""
     completed, priority, tag, overdue, search, after, before, _, _ = of
     # The owner's rows: task_clause(OWNER) is `user_id = :the_caller`, what the indexes lead with.
-    where: list[ColumnElement[bool]] = [task_clause(Need.OWNER)]
+    where: list[ColumnElement[bool]] = [task_clause(Need.OWNER) if own else shared_clause()]
     if completed:  # the column is NOT NULL, so = is IS, and it can use the index
         where.append(Task.completed == _param("completed", Boolean()))
     if priority:

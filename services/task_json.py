@@ -28,3 +28,9 @@ def task_json(task: Mapping[str, Any]) -> bytes:
 def tasks_json(tasks: Iterable[Mapping[str, Any]]) -> bytes:
     """A JSON array of TaskReads (see `task_json`)."""
     return orjson.dumps([_read_fields(task) for task in tasks], option=orjson.OPT_UTC_Z)
+
+
+def shared_tasks_json(tasks: Iterable[Mapping[str, Any]]) -> bytes:
+    """A JSON array of SharedTaskReads: a shared-with-me page's rows (`task_writes.as_shared`)
+    are already its fields, in its order (pinned like `task_json`)."""
+    return orjson.dumps(list(tasks), option=orjson.OPT_UTC_Z)

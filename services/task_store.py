@@ -10,7 +10,8 @@ The rules every write follows, here and in the shortcuts:
 * rows are locked task(s) first, then the owner's user row (so writers never deadlock);
 * If-Match is checked on the locked row (`access.check_version`);
 * each write moves the task's `version` in its own UPDATE and bumps the owner's `data_version`
-  (the stats cache key) once, with `_BUMP`.
+  (the stats cache key) once, with `BUMP`: the owner's, also when an editor of a shared task
+  writes, so the owner's cached stats go stale with it.
 A task is handed around as a `TaskRow`: TaskRead's fields plus `version`;
 `services.task_json` is its one serialiser.
 """
@@ -22,12 +23,12 @@ from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Executable,
     FromClause,
     Integer,
+    and_,
     bindparam,
     delete,
     func,
@@ -40,18 +41,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import BindParameter
 
 from db_config import read_only
-from db_models import Task, TaskFile, TaskTag, User, utcnow
+from db_models import Task, TaskFile, TaskShare, TaskTag, User, utcnow
 from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, SortField, TaskCreate, TaskFilters
 from services import task_filters
 from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
-from services.task_writes import TaskRow, Write, Written
+from services.task_writes import (
+    Owner,
+    TaskRow,
+    Write,
+    Written,
+    as_fields,
+    as_shared,
+    as_task,
+)
 
 _METADATA = Task.metadata
 TASKS = _METADATA.tables[Task.__tablename__]
 TAGS = _METADATA.tables[TaskTag.__tablename__]
 USERS = _METADATA.tables[User.__tablename__]
 FILES = _METADATA.tables[TaskFile.__tablename__]
+SHARES = _METADATA.tables[TaskShare.__tablename__]
 # TaskRead's fields, in TaskRead's order (the JSON keys come out in this order), then `version`.
 READ_FIELDS = (
     "id", "title", "description", "completed", "priority", "created_at", "updated_at",
@@ -61,15 +71,20 @@ COLUMNS = (*tuple(name for name in READ_FIELDS if name != "tags"), "version")
 FIRST_VERSION = 1
 
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-# The owner's data_version, bumped once per write, and its task count, moved by the tasks the
-# write `added` (1 on insert, -1 on delete, else 0); RETURNING the owner's name and address for
-# the completion email. Always after the task rows are locked: lock order task, then user.
+# The owners' data_version, bumped once per write, and their task count, moved by the tasks the
+# write `added` (1 on insert, -1 on delete, else 0); RETURNING each owner's name, address and
+# whether they want completion mail. Always after the task rows are locked: lock order task,
+# then user. `owners` are the written tasks' owners (the caller, unless an editor wrote).
 ADDED = bindparam("added", value=0, type_=Integer)
+OWNERS: BindParameter[Any] = bindparam("owners", expanding=True)
+COMPLETION_MAIL = and_(USERS.c.notify_email, USERS.c.notify_task_completed)
 BUMP = (
     update(USERS)
-    .where(USERS.c.id == CALLER)
+    .where(USERS.c.id.in_(OWNERS))
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
-    .returning(USERS.c.id, USERS.c.username, USERS.c.email)
+    .returning(
+        USERS.c.id, USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail")
+    )
 )
 
 
@@ -92,32 +107,6 @@ def tags_of(dialect: str, source: FromClause) -> ColumnElement[Any]:
     return select(func.json_group_array(ordered.c.tag)).scalar_subquery()
 
 
-def tag_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        tags: list[str] = orjson.loads(value)
-        return tags
-    return list(value)
-
-
-def as_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """A row of `COLUMNS` (and `tags`, aggregated or a list) as TaskRead's fields, in order."""
-    return {
-        "id": row["id"], "title": row["title"], "description": row["description"],
-        "completed": row["completed"], "priority": row["priority"],
-        "created_at": row["created_at"], "updated_at": row["updated_at"],
-        "due_date": row["due_date"], "tags": tag_list(row["tags"]), "user_id": row["user_id"],
-    }  # fmt: skip
-
-
-def as_task(row: Mapping[Any, Any]) -> TaskRow:
-    """A row as a TaskRow: TaskRead's fields, then `version` (the ETag)."""
-    task = as_fields(row)
-    task["version"] = row["version"]
-    return task
-
-
 @lru_cache(maxsize=8)
 @cache
 def read_statement(dialect: str, need: Need) -> Executable:
@@ -136,22 +125,32 @@ def read_statement(dialect: str, need: Need) -> Executable:
 
 
 @lru_cache(maxsize=1024)
-def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable, Executable]:
+def list_statement(
+    dialect: str, shape: task_filters.Shape, *, own: bool = True
+) -> tuple[Executable, Executable]:
     """A page with the number of matches before paging, left-joined to the caller's row (so an
     empty page still proves the caller exists); and the count alone, for a page past the end.
 
     The total: unfiltered, the user row's task count (kept by BUMP: no counting at all, so a
     page costs the same at 10 000 tasks as at 200); filtered, a window count over the page's
-    own scan, which evaluates the filter once (a separate count evaluated a search twice)."""
-    where = task_filters.conditions(shape)
+    own scan, which evaluates the filter once (a separate count evaluated a search twice).
+
+    Not `own`: the tasks shared with the caller (GET /tasks/shared-with-me), read from the
+    caller's shares through their (user_id, task_id) index, each with the share's permission
+    and its owner's name; always counted by the window (the user row counts only their own)."""
+    where = task_filters.conditions(shape, own=own)
     sort_by, sort_order = shape[7], shape[8]
     completed, priority, tag, overdue, search, after, before = shape[:7]
     filtered = completed or priority or tag or overdue is not None or search or after or before
+    filtered = filtered or not own
     window = (func.count().over().label("total"),) if filtered else ()
+    source = TASKS if own else TASKS.join(SHARES, SHARES.c.task_id == TASKS.c.id)
+    shared = () if own else (SHARES.c.permission,)
     paged = (
-        select(*(TASKS.c[name] for name in COLUMNS), *window)
+        select(*(TASKS.c[name] for name in COLUMNS), *shared, *window)
+        .select_from(source)
         .where(*where)
-        .order_by(*task_filters.ordering(sort_by, sort_order, TASKS))
+        .order_by(*task_filters.ordering(sort_by, sort_order, TASKS, own=own))
         .offset(bindparam("skip", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
     )
@@ -164,18 +163,25 @@ def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable,
         paged = select(*(TASKS.c[name] for name in COLUMNS)).where(TASKS.c.id.in_(ids))
     page = paged.subquery("page")
     total = page.c.total if filtered else USERS.c.task_count
+    owner = USERS.alias("owner")
+    joined = USERS.outerjoin(page, true())
+    if not own:
+        joined = joined.outerjoin(owner, owner.c.id == page.c.user_id)
+    extra = () if own else (page.c.permission, owner.c.username.label("owner_username"))
     statement = (
         select(
             USERS.c.id.label("caller"),
             total.label("total"),
             *(page.c[name] for name in COLUMNS),
             tags_of(dialect, page).label("tags"),
+            *extra,
         )
-        .select_from(USERS.outerjoin(page, true()))
+        .select_from(joined)
         .where(USERS.c.id == CALLER)
-        .order_by(*task_filters.ordering(sort_by, sort_order, page))
+        .order_by(*task_filters.ordering(sort_by, sort_order, page, own=own))
     )
-    return statement, select(func.count().label("total")).select_from(TASKS).where(*where)
+    count = select(func.count().label("total")).select_from(source).where(*where)
+    return statement, count
 
 
 _LOCK = {
@@ -223,6 +229,16 @@ def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, 
     ]
 
 
+async def bump(connection: AsyncConnection, owners: list[int], added: int = 0) -> dict[int, Owner]:
+    """BUMP these owners (in id order, as every writer locks them); none left: the caller's
+    own row is gone (401)."""
+    rows = await connection.execute(BUMP, {"owners": owners, "added": added})
+    found = {row.id: Owner(row.username, row.email, bool(row.completion_mail)) for row in rows}
+    if not found:
+        raise InvalidTokenError()
+    return found
+
+
 class TaskStore:
     """Tasks and their tags, in portable Core (see the module's docstring)."""
 
@@ -248,16 +264,21 @@ class TaskStore:
         assert row is not None
         return as_task(row)
 
-    async def list_page(self, *, user_id: int, filters: TaskFilters) -> tuple[list[TaskRow], int]:
-        """One page of the caller's tasks and the number of matches before paging."""
-        statement, count = list_statement(self.dialect, task_filters.shape(filters))
+    async def list_page(
+        self, *, user_id: int, filters: TaskFilters, own: bool = True
+    ) -> tuple[list[TaskRow], int]:
+        """One page of the caller's tasks (or, not `own`, of those shared with the caller) and
+        the number of matches before paging."""
+        shape = task_filters.shape(filters)
+        statement, count = list_statement(self.dialect, shape, own=own)
         params = task_filters.parameters(user_id, filters)
         rows = await self.fetch(statement, params)
         if not rows:
             raise InvalidTokenError()
         if rows[0]["id"] is not None or rows[0]["total"] is not None:
             # TaskRead's fields only: a page carries no ETags, so its rows need no version.
-            pages = [as_fields(row) for row in rows] if rows[0]["id"] is not None else []
+            fields = as_fields if own else as_shared
+            pages = [fields(row) for row in rows] if rows[0]["id"] is not None else []
             return pages, int(rows[0]["total"])
         # A filtered page that is empty: its window counted nothing. Past the end (skip), the
         # matches are counted on their own; at the start there are none.
@@ -270,9 +291,7 @@ class TaskStore:
         now = utcnow()
         task = self.new_row(user_id, data, now)
         async with self.engine.begin() as connection:
-            bumped = await connection.execute(BUMP, {"the_caller": user_id, "added": 1})
-            if bumped.first() is None:
-                raise InvalidTokenError()
+            await bump(connection, [user_id], added=1)
             values = {name: task[name] for name in COLUMNS if name != "id"}
             task["id"] = (await connection.execute(INSERT_TASK, values)).scalar_one()
             if task["tags"]:
@@ -307,18 +326,17 @@ class TaskStore:
             fields, params = field_params(changes)
             params.update(ids=ids, now=utcnow())
             rows = (await connection.execute(update_statement(fields), params)).mappings().all()
+            owner_of = {row["id"]: row["user_id"] for row in rows}
             if "tags" in changes:
                 tags = {task_id: list(changes["tags"]) for task_id in ids}
                 await connection.execute(_DELETE_TAGS, {"ids": ids})
-                new = [row for i in ids for row in tag_rows(user_id, i, changes["tags"])]
+                new = [r for i in ids for r in tag_rows(owner_of[i], i, changes["tags"])]
                 if new:
                     await connection.execute(INSERT_TAGS, new)
-            owner = (await connection.execute(BUMP, {"the_caller": user_id})).first()
-            if owner is None:
-                raise InvalidTokenError()
+            owners = await bump(connection, sorted(set(owner_of.values())))
         tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
         completed_now = [t for t in tasks if t["completed"] and not locked[t["id"]]]
-        return Written(tasks, completed_now, owner.username, owner.email)
+        return Written(tasks, completed_now, owners)
 
     async def delete(
         self, *, user_id: int, task_id: int, allowed: frozenset[int] | None = None
@@ -331,8 +349,7 @@ class TaskStore:
             await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
             await connection.execute(_DELETE_TASK, params)
-            if (await connection.execute(BUMP, {**params, "added": -1})).first() is None:
-                raise InvalidTokenError()
+            await bump(connection, [user_id], added=-1)
         return keys
 
     async def _lock(

@@ -34,15 +34,15 @@ from models import TaskCreate
 from services.access import CALLER, TASK_ID, Need, refuse, task_clause, version_clause
 from services.task_store import (
     COLUMNS,
+    COMPLETION_MAIL,
     TAGS,
     TASKS,
     USERS,
     TaskStore,
-    as_task,
     field_params,
     tag_rows,
 )
-from services.task_writes import TaskRow, Write, Written
+from services.task_writes import Owner, TaskRow, Write, Written, as_task
 
 # The caller's id first: the INSERT selects it from the `caller` CTE, the rest are bound.
 _NEW_COLUMNS = ("user_id", *(name for name in COLUMNS if name not in ("id", "user_id")))
@@ -116,7 +116,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         update(USERS)
         .where(USERS.c.id == select(patched.c.user_id).scalar_subquery())
         .values(data_version=USERS.c.data_version + 1)
-        .returning(USERS.c.username, USERS.c.email)
+        .returning(USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail"))
         .cte("bumped")
     )
     seen_version = select(TASKS.c.version).where(TASKS.c.id == TASK_ID).scalar_subquery()
@@ -129,6 +129,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         *patched.c,
         bumped.c.username,
         bumped.c.email,
+        bumped.c.completion_mail,
         seen_version.label("snapshot_version"),
         seen_tags.label("tags"),
     ).select_from(patched.join(bumped, true()))
@@ -196,4 +197,5 @@ class PostgresTaskStore(TaskStore):
             row = {**row, **await self.read(user_id=user_id, task_id=task_id, need=Need.WRITE)}
         task = as_task(row)
         completed_now = [task] if task["completed"] and not row["was_completed"] else []
-        return Written([task], completed_now, row["username"], row["email"])
+        owner = Owner(row["username"], row["email"], bool(row["completion_mail"]))
+        return Written([task], completed_now, {task["user_id"]: owner})

@@ -1,5 +1,6 @@
-"""What a write of tasks asks for (`Write`) and what it did (`Written`): the words the statement
-layer (services.task_store, task_store_pg) and the use cases (services.tasks) share."""
+"""The words the statement layer (services.task_store, task_store_pg) and the use cases
+(services.tasks) share: a task row as TaskRead's fields (`as_fields`, `as_task`, `as_shared`),
+what a write of tasks asks for (`Write`) and what it did (`Written`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,44 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 TaskRow = dict[str, Any]
 TagEdit = Callable[[list[str]], list[str] | None]
+
+
+def tag_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        tags: list[str] = orjson.loads(value)
+        return tags
+    return list(value)
+
+
+def as_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row of `COLUMNS` (and `tags`, aggregated or a list) as TaskRead's fields, in order."""
+    return {
+        "id": row["id"], "title": row["title"], "description": row["description"],
+        "completed": row["completed"], "priority": row["priority"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "due_date": row["due_date"], "tags": tag_list(row["tags"]), "user_id": row["user_id"],
+    }  # fmt: skip
+
+
+def as_task(row: Mapping[Any, Any]) -> TaskRow:
+    """A row as a TaskRow: TaskRead's fields, then `version` (the ETag)."""
+    task = as_fields(row)
+    task["version"] = row["version"]
+    return task
+
+
+def as_shared(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row of a shared-with-me page as SharedTaskRead's fields, in order."""
+    task = as_fields(row)
+    task["permission"] = row["permission"]
+    task["owner"] = {"id": row["user_id"], "username": row["owner_username"]}
+    return task
 
 
 @dataclass(frozen=True)
@@ -26,12 +63,21 @@ class Write:
     bulk: bool = False
 
 
+@dataclass(frozen=True)
+class Owner:
+    """An owner of written tasks, as the data_version bump returned them: for the completion
+    email, which they may have turned off."""
+
+    username: str
+    email: str
+    completion_mail: bool
+
+
 @dataclass
 class Written:
-    """What a write did: the tasks as they are now, which of them it completed, and the owner
-    (for the completion email)."""
+    """What a write did: the tasks as they are now, which of them it completed, and their
+    owners by id (an editor's bulk write can span several)."""
 
     tasks: list[TaskRow]
     completed_now: list[TaskRow] = field(default_factory=list)
-    owner_name: str = ""
-    owner_email: str = ""
+    owners: Mapping[int, Owner] = field(default_factory=dict)

@@ -46,14 +46,19 @@ async def create_task(store: TaskStore, *, user_id: int, data: TaskCreate) -> Ta
 
 
 def _notify(background: BackgroundTasks, settings: Settings, written: Written) -> None:
-    """One email to the owner naming every task this request completed (none: no email)."""
-    schedule_completion_notice(
-        background,
-        settings,
-        to=written.owner_email,
-        name=written.owner_name,
-        tasks=[CompletedTask(id=task["id"], title=task["title"]) for task in written.completed_now],
-    )
+    """One email to each owner naming every task of theirs this request completed (none, or
+    completion mail turned off: no email), whoever completed them."""
+    for owner_id, owner in written.owners.items():
+        if not owner.completion_mail:
+            continue
+        completed = [task for task in written.completed_now if task["user_id"] == owner_id]
+        schedule_completion_notice(
+            background,
+            settings,
+            to=owner.email,
+            name=owner.username,
+            tasks=[CompletedTask(id=task["id"], title=task["title"]) for task in completed],
+        )
 
 
 async def update_task(

@@ -3,6 +3,7 @@ proves the caller still exists; stats are one statement too, hit or miss."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -12,9 +13,10 @@ from unittest.mock import patch
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, insert
 
 from db_config import DriverQuery
+from db_models import Task, TaskShare
 from logging_config import JsonFormatter
 from tests.conftest import make_task, make_user
 
@@ -159,3 +161,29 @@ def test_json_log_format_is_one_object_per_line() -> None:
     assert entry["status"] == 200
     assert entry["level"] == "INFO"
     assert "\n" not in line
+
+
+async def test_a_page_of_1000_shared_tasks_is_one_query(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    owner, recipient = await make_user(client), await make_user(client)
+    now = dt.datetime.now(dt.UTC)
+    task = {"user_id": owner.id, "title": "shared", "completed": False, "priority": "medium"}
+    async with app.state.engine.begin() as connection:
+        ids = [
+            row.id
+            for row in await connection.execute(
+                insert(Task).returning(Task.id),
+                [{**task, "created_at": now, "updated_at": now, "version": 1}] * 1000,
+            )
+        ]
+        shares = [{"task_id": i, "user_id": recipient.id, "permission": "view"} for i in ids]
+        await connection.execute(insert(TaskShare), [{**s, "created_at": now} for s in shares])
+    with statements(app) as seen:
+        response = await client.get(
+            "/tasks/shared-with-me", params={"skip": 950, "limit": 50}, headers=recipient.headers
+        )
+    assert response.status_code == 200
+    assert [t["id"] for t in response.json()] == sorted(ids)[950:]
+    assert response.headers["x-total-count"] == "1000"
+    _one_read(app, seen)

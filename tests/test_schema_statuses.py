@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -38,8 +39,20 @@ def operations(app: FastAPI) -> list[Operation]:
     ]
 
 
-def _url(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: "a-tag" if m.group(1) == "tag" else "1", path)
+# A valid value for each path parameter that is not an id.
+_PATH_VALUES = {"tag": "a-tag", "username": "alice"}
+
+
+def _url(path: str, operation: dict[str, Any]) -> str:
+    """The path with valid parameters, and each required query parameter's example (so the
+    request gets past validation to the error paths under test)."""
+    url = re.sub(r"\{(\w+)\}", lambda m: _PATH_VALUES.get(m.group(1), "1"), path)
+    query = {
+        parameter["name"]: parameter["schema"]["examples"][0]
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and parameter.get("required")
+    }
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 def _example_body(app: FastAPI, operation: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +107,7 @@ async def test_shared_error_paths_of_every_route_are_documented(
     async with client_for(app) as client, client_for(dead) as down:
         for method, path, operation in operations(app):
             documented = _documented(operation)
-            url, body = _url(path), _example_body(app, operation)
+            url, body = _url(path, operation), _example_body(app, operation)
             answers: dict[str, httpx.Response] = {}
             answers["no token"] = await client.request(method, url, **body)
             answers["database down"] = await down.request(method, url, headers=token, **body)

@@ -15,9 +15,11 @@ import pytest
 from pydantic import TypeAdapter
 
 from models import TaskRead
+from sharing_models import SharedTaskRead
 from tests.conftest import make_task, make_user
 
 _TASKS = TypeAdapter(list[TaskRead])
+_SHARED = TypeAdapter(list[SharedTaskRead])
 
 BODIES: list[dict[str, Any]] = [
     {"title": "minimal"},  # description and due_date null, no tags
@@ -77,3 +79,16 @@ async def test_a_page_of_many_tasks_is_pinned_too(client: httpx.AsyncClient) -> 
     _pinned_many(page)
     assert len(page.json()) == len(BODIES)
     assert (await client.get("/tasks", params={"skip": 99}, headers=user.headers)).content == b"[]"
+
+
+async def test_shared_with_me_is_pinned_to_shared_task_read(client: httpx.AsyncClient) -> None:
+    owner, recipient = await make_user(client), await make_user(client)
+    for body, permission in zip(BODIES, ("view", "edit", "view", "edit"), strict=True):
+        task = await make_task(client, owner, **body)
+        shared = {"shared_with_username": recipient.username, "permission": permission}
+        await client.post(f"/tasks/{task['id']}/share", json=shared, headers=owner.headers)
+    page = await client.get("/tasks/shared-with-me", headers=recipient.headers)
+    assert page.status_code == 200, page.text
+    assert len(page.json()) == len(BODIES)
+    assert page.content == _SHARED.dump_json(_SHARED.validate_json(page.content))
+    assert list(page.json()[0]) == list(SharedTaskRead.model_fields)

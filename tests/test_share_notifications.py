@@ -1,0 +1,81 @@
+"""Sharing's emails, delivered to a real SMTP server (aiosmtpd): a share tells the recipient and
+the owner, someone else's comment or completion tells the owner; each can be turned off."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import make_task, make_user
+from tests.test_notifications import Inbox, mail_client, smtp_server
+from tests.test_sharing import share
+
+__all__ = ["mail_client", "smtp_server"]  # fixtures, used by name
+
+
+def _to(inbox: Inbox) -> list[tuple[str, str]]:
+    return [(str(message["To"]), str(message["Subject"])) for message in inbox.messages()]
+
+
+async def test_sharing_emails_the_recipient_and_the_owner(
+    mail_client: httpx.AsyncClient, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp_server
+    owner, bob = await make_user(mail_client), await make_user(mail_client)
+    task = await make_task(mail_client, owner, title="Budget\nBcc: evil@example.com")
+    assert (await share(mail_client, owner, task["id"], bob, "edit")).status_code == 201
+    sent = _to(inbox)
+    assert sorted(address for address, _ in sent) == sorted([bob.email, owner.email])
+    to_bob = next(m for m in inbox.messages() if m["To"] == bob.email)
+    # (Long subjects are folded on the wire: compare the words.)
+    subject = " ".join(str(to_bob["Subject"]).split())
+    assert subject == f"{owner.username} shared a task with you: Budget Bcc: evil@example.com"
+    assert "Bcc" not in to_bob  # a title cannot add headers
+    assert "edit" in to_bob.get_content()
+    assert all("evil" not in rcpt for e in inbox.envelopes for rcpt in e.rcpt_tos)
+
+
+async def test_comments_and_completion_by_others_email_the_owner(
+    mail_client: httpx.AsyncClient, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp_server
+    owner, editor = await make_user(mail_client), await make_user(mail_client)
+    task = await make_task(mail_client, owner, title="Roof")
+    await share(mail_client, owner, task["id"], editor, "edit")
+    inbox.envelopes.clear()
+    path = f"/tasks/{task['id']}"
+    await mail_client.post(f"{path}/comments", json={"content": "mine"}, headers=owner.headers)
+    assert inbox.envelopes == []  # the owner's own comment tells nobody
+    await mail_client.post(f"{path}/comments", json={"content": "Tiles?"}, headers=editor.headers)
+    done = await mail_client.patch(path, json={"completed": True}, headers=editor.headers)
+    assert done.status_code == 200
+    assert _to(inbox) == [
+        (owner.email, "New comment on: Roof"), (owner.email, "Task completed: Roof")
+    ]  # fmt: skip
+    assert "Tiles?" in inbox.messages()[0].get_content()
+    assert editor.username in inbox.messages()[0].get_content()
+
+
+async def test_each_kind_of_email_can_be_turned_off(
+    mail_client: httpx.AsyncClient, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp_server
+    owner, bob, carol = [await make_user(mail_client) for _ in range(3)]
+    url = "/notifications/preferences"
+    await mail_client.patch(url, json={"task_shared_with_me": False}, headers=bob.headers)
+    await mail_client.patch(url, json={"email_enabled": False}, headers=carol.headers)
+    await mail_client.patch(
+        url, json={"task_completed": False, "comment_on_my_task": False}, headers=owner.headers
+    )
+    task = await make_task(mail_client, owner)
+    await share(mail_client, owner, task["id"], bob, "edit")
+    await share(mail_client, owner, task["id"], carol, "view")
+    assert _to(inbox) == [(owner.email, f"You shared a task: {task['title']}")] * 2
+    inbox.envelopes.clear()
+    path = f"/tasks/{task['id']}"
+    await mail_client.post(f"{path}/comments", json={"content": "hi"}, headers=bob.headers)
+    await mail_client.patch(path, json={"completed": True}, headers=bob.headers)
+    assert inbox.envelopes == []
+    await mail_client.patch(url, json={"email_enabled": False}, headers=owner.headers)
+    other = await make_task(mail_client, owner)
+    await share(mail_client, owner, other["id"], carol, "view")
+    assert inbox.envelopes == []
