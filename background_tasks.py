@@ -10,7 +10,7 @@ import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -179,33 +179,72 @@ async def send_completion_email(
 ) -> None:
     """Tell a user their tasks were completed; retried with backoff, never raises."""
     ids = ",".join(str(task.id) for task in tasks)
+    await _send(
+        settings,
+        lambda: completion_message(settings, to=to, name=name, tasks=tasks),
+        "completion email",
+        f"task_ids={ids}",
+    )
+
+
+def link_message(
+    settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
+) -> EmailMessage:
+    """A plain-text email carrying one link (password reset, address verification)."""
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Message-ID"] = make_msgid(domain="task-manager")
+    message.set_content(f"Hello {_one_line(name)},\n\n{text}\n\n  {link}\n\n-- Task Manager\n")
+    return message
+
+
+async def send_link_email(
+    settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
+) -> None:
+    """Send a link email (the link holds a secret: never logged); never raises."""
+    await _send(
+        settings,
+        lambda: link_message(settings, to=to, name=name, subject=subject, text=text, link=link),
+        "link email",
+        f"subject={subject!r}",
+    )
+
+
+async def _send(
+    settings: Settings, build: Callable[[], EmailMessage], what: str, detail: str
+) -> None:
+    """Deliver the message `build` makes, retried with backoff; never raises. `what` and
+    `detail` name it in the log (never the address)."""
     if not settings.smtp_host:
-        logger.info("completion email not sent (SMTP_HOST unset) task_ids=%s", ids)
+        logger.info("%s not sent (SMTP_HOST unset) %s", what, detail)
         return
     for attempt in range(1, settings.smtp_max_attempts + 1):
         try:
-            message = completion_message(settings, to=to, name=name, tasks=tasks)
-            await anyio.to_thread.run_sync(_deliver, settings, message)
+            await anyio.to_thread.run_sync(_deliver, settings, build())
         except Exception as exc:
             # The exception text may quote the address: log its type and code only.
             code = getattr(exc, "smtp_code", "-")
             last = attempt == settings.smtp_max_attempts
             if last or not isinstance(exc, smtplib.SMTPException | OSError) or _is_permanent(exc):
                 logger.error(
-                    "completion email failed task_ids=%s attempts=%s error=%s code=%s",
-                    ids,
+                    "%s failed %s attempts=%s error=%s code=%s",
+                    what,
+                    detail,
                     attempt,
                     type(exc).__name__,
                     code,
                 )
                 return
             logger.warning(
-                "completion email attempt failed, retrying task_ids=%s attempt=%s error=%s",
-                ids,
+                "%s attempt failed, retrying %s attempt=%s error=%s",
+                what,
+                detail,
                 attempt,
                 type(exc).__name__,
             )
             await anyio.sleep(settings.smtp_retry_backoff * 2 ** (attempt - 1))
         else:
-            logger.info("completion email sent task_ids=%s", ids)
+            logger.info("%s sent %s", what, detail)
             return

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import db_models
-from auth import bearer_user
+from auth import Principal, bearer_user
 from exceptions import (
     AttachmentAccessDeniedError,
     AttachmentNotFoundError,
@@ -24,7 +24,14 @@ from exceptions import (
 from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
-from services.access import Need, task_clause
+from services.access import (
+    Need,
+    act_as,
+    caller_clause,
+    caller_params,
+    require_session,
+    task_clause,
+)
 from services.task_store import TaskRow, TaskStore
 from settings import Settings
 from storage import Storage
@@ -62,7 +69,14 @@ async def get_storage(request: Request) -> Storage:
     return storage
 
 
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For background work that opens its own session after the response (C14)."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 ReadEngineDep = Annotated[AsyncEngine, Depends(get_read_engine)]
@@ -73,23 +87,43 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-async def get_current_user_id(
+async def get_principal(
     request: Request, token: Annotated[str | None, Depends(_bearer)]
-) -> int:
-    """The id a valid token names. Whether that user still exists is checked by the query that
-    loads the caller's data (one round trip, not two): see CurrentUser and services.task_store."""
-    user_id = bearer_user(request)  # `token` is declared for the OpenAPI scheme only
-    if isinstance(user_id, InvalidTokenError):
-        raise user_id
-    return user_id
+) -> Principal:
+    """Who a valid token names. Whether that user and the session (or personal token) still
+    exist is checked by the statement that loads the caller's data (one round trip, not two):
+    see services.access.caller_clause, which `act_as` points at this request's credential."""
+    principal = bearer_user(request)  # `token` is declared for the OpenAPI scheme only
+    if isinstance(principal, InvalidTokenError):
+        raise principal
+    act_as(principal)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_account_principal(principal: CurrentPrincipal) -> Principal:
+    """A login session's principal: managing the account (tokens, sessions, password, email)
+    is never a personal API token's to do (403)."""
+    require_session(principal)
+    return principal
+
+
+AccountPrincipal = Annotated[Principal, Depends(get_account_principal)]
+
+
+async def get_current_user_id(principal: CurrentPrincipal) -> int:
+    return principal.user_id
 
 
 CurrentUserID = Annotated[int, Depends(get_current_user_id)]
 
 
 async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
-    # No SQL when get_owned_task already loaded the user into this session's identity map.
-    user = await session.get(db_models.User, user_id)
+    """The caller's row, while its credential is live (else 401)."""
+    statement = select(db_models.User).where(caller_clause(db_models.User.__table__))
+    user = (await session.execute(statement, caller_params(user_id))).scalar_one_or_none()
     if user is None:
         raise InvalidTokenError()
     return user
@@ -205,7 +239,7 @@ def _file_for(need: Need) -> Any:
             .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
             .where(db_models.TaskFile.id == file_id)
         )
-        row = (await session.execute(stmt, {"the_caller": user.id})).one_or_none()
+        row = (await session.execute(stmt, caller_params(user.id))).one_or_none()
         if row is None:
             raise AttachmentNotFoundError(file_id)
         file, allowed = row

@@ -59,6 +59,33 @@ class InvalidTokenError(AuthenticationError):
         super().__init__(reason)
 
 
+class InsufficientScopeError(AppError):  # a personal API token outside its scopes (RFC 6750)
+    status_code = 403
+    title = "Insufficient Scope"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This token does not allow it (needs {scope})", scope=scope)
+
+
+class WrongPasswordError(BadRequestError):
+    def __init__(self) -> None:
+        super().__init__("The current password is not correct")
+
+
+class InvalidAccountTokenError(BadRequestError):  # unknown, used, expired: one answer
+    def __init__(self) -> None:
+        super().__init__("The token is invalid, used or expired")
+
+
+class SessionNotFoundError(AppError):
+    status_code = 404
+    title = "Session Not Found"
+
+    def __init__(self, session_id: int) -> None:
+        super().__init__(f"Session with ID {session_id} not found", session_id=session_id)
+
+
 class MetricsAuthError(AuthenticationError):
     def __init__(self) -> None:
         super().__init__("GET /metrics needs the metrics bearer token")
@@ -110,6 +137,11 @@ class PreconditionFailedError(AppError):
 class ConflictError(AppError):
     status_code = 409
     title = "Conflict"
+
+
+class AlreadyVerifiedError(ConflictError):
+    def __init__(self) -> None:
+        super().__init__("The email address is already verified")
 
 
 class DuplicateUserError(AppError):

@@ -17,7 +17,7 @@ from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
 from request_context import RequestContextMiddleware
-from routers import auth, files, health, tasks
+from routers import auth, files, health, notifications, tasks, users
 from services import tasks as task_service
 from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(notifications.router)
     app.include_router(tasks.router)
     app.include_router(files.task_files_router)
     app.include_router(files.files_router)

@@ -45,7 +45,16 @@ from db_models import Task, TaskFile, TaskTag, User, utcnow
 from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, TaskCreate, TaskFilters
 from services import task_filters
-from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
+from services.access import (
+    TASK_ID,
+    Need,
+    caller_clause,
+    caller_params,
+    check_version,
+    decide,
+    refuse,
+    task_clause,
+)
 
 _METADATA = Task.metadata
 TASKS = _METADATA.tables[Task.__tablename__]
@@ -67,7 +76,7 @@ IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 ADDED = bindparam("added", value=0, type_=Integer)
 BUMP = (
     update(USERS)
-    .where(USERS.c.id == CALLER)
+    .where(caller_clause(USERS))
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
     .returning(USERS.c.id, USERS.c.username, USERS.c.email)
 )
@@ -130,7 +139,7 @@ def read_statement(dialect: str, need: Need) -> Executable:
             tags_of(dialect, TASKS).label("tags"),
         )
         .select_from(USERS.outerjoin(TASKS, TASKS.c.id == TASK_ID))
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
     )
 
 
@@ -164,7 +173,7 @@ def list_statement(dialect: str, shape: task_filters.Shape) -> tuple[Executable,
             tags_of(dialect, page).label("tags"),
         )
         .select_from(USERS.outerjoin(page, true()))
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
         .order_by(*task_filters.ordering(sort_by, sort_order, page))
     )
     return statement, select(func.count()).select_from(TASKS).where(*where)
@@ -254,7 +263,7 @@ class TaskStore:
 
     async def read(self, *, user_id: int, task_id: int, need: Need = Need.READ) -> TaskRow:
         """The task the caller may use for `need` (401 / 404 / 403 otherwise)."""
-        params = {"the_caller": user_id, "the_task": task_id}
+        params = caller_params(user_id, the_task=task_id)
         async with self.reads.connect() as connection:
             result = await connection.execute(read_statement(self.dialect, need), params)
             row = result.mappings().first()
@@ -285,7 +294,7 @@ class TaskStore:
         now = utcnow()
         task = self.new_row(user_id, data, now)
         async with self.engine.begin() as connection:
-            bumped = await connection.execute(BUMP, {"the_caller": user_id, "added": 1})
+            bumped = await connection.execute(BUMP, caller_params(user_id, added=1))
             if bumped.first() is None:
                 raise InvalidTokenError()
             values = {name: task[name] for name in COLUMNS if name != "id"}
@@ -328,7 +337,7 @@ class TaskStore:
                 new = [row for i in ids for row in tag_rows(user_id, i, changes["tags"])]
                 if new:
                     await connection.execute(INSERT_TAGS, new)
-            owner = (await connection.execute(BUMP, {"the_caller": user_id})).first()
+            owner = (await connection.execute(BUMP, caller_params(user_id))).first()
             if owner is None:
                 raise InvalidTokenError()
         tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
@@ -341,7 +350,7 @@ class TaskStore:
         """Delete the task (owner only); its tags and file rows go with it (ON DELETE CASCADE).
         Returns the file blobs' storage keys, to remove after the commit. Of two racing deletes
         the second waits for the first's lock, then finds nothing: 404."""
-        params = {"the_task": task_id, "the_caller": user_id}
+        params = caller_params(user_id, the_task=task_id)
         async with self.engine.begin() as connection:
             await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
@@ -362,7 +371,7 @@ class TaskStore:
     ) -> dict[int, bool]:
         """Lock the tasks the caller may use for `need` (in id order) and check If-Match on
         them; every id must be there. Returns each task's `completed` before this write."""
-        params = {"ids": ids, "the_caller": user_id}
+        params = caller_params(user_id, ids=ids)
         rows = (await connection.execute(_LOCK[need], params)).all()
         if len(rows) < len(ids):
             found = {row.id for row in rows}
@@ -382,7 +391,7 @@ class TaskStore:
         return tags
 
     async def _reread(self, connection: AsyncConnection, user_id: int, task_id: int) -> TaskRow:
-        params = {"the_caller": user_id, "the_task": task_id}
+        params = caller_params(user_id, the_task=task_id)
         statement = read_statement(self.dialect, Need.WRITE)
         row = (await connection.execute(statement, params)).mappings().first()
         decide(row, task_id=task_id)

@@ -38,8 +38,15 @@ def operations(app: FastAPI) -> list[Operation]:
     ]
 
 
-def _url(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: "a-tag" if m.group(1) == "tag" else "1", path)
+def _url(path: str, operation: dict[str, Any] | None = None) -> str:
+    """The path with its parameters filled in, and each required query parameter's example."""
+    url = re.sub(r"\{(\w+)\}", lambda m: "a-tag" if m.group(1) == "tag" else "1", path)
+    required = [
+        f"{parameter['name']}={parameter['schema']['examples'][0]}"
+        for parameter in (operation or {}).get("parameters", [])
+        if parameter["in"] == "query" and parameter.get("required")
+    ]
+    return f"{url}?{'&'.join(required)}" if required else url
 
 
 def _example_body(app: FastAPI, operation: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +75,7 @@ async def outage(app_factory: Callable[..., Any]) -> AsyncIterator[tuple[FastAPI
     async with app_factory(
         database_url=DEAD_DATABASE, db_connect_timeout=1, rate_limit_default="1/hour"
     ) as app:
-        token = create_access_token(1, secret=app.state.secret_key, expires_minutes=5)
+        token = create_access_token(1, session_id=1, secret=app.state.secret_key, expires_minutes=5)
         yield app, {"Authorization": f"Bearer {token}"}
 
 
@@ -94,7 +101,7 @@ async def test_shared_error_paths_of_every_route_are_documented(
     async with client_for(app) as client, client_for(dead) as down:
         for method, path, operation in operations(app):
             documented = _documented(operation)
-            url, body = _url(path), _example_body(app, operation)
+            url, body = _url(path, operation), _example_body(app, operation)
             answers: dict[str, httpx.Response] = {}
             answers["no token"] = await client.request(method, url, **body)
             answers["database down"] = await down.request(method, url, headers=token, **body)
