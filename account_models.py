@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from models import Email, GivenPassword, InputModel, Password
+from models import NUL_FREE, Email, GivenPassword, InputModel, Password
 
 # What we issue (token_urlsafe): ASCII letters, digits, `-` and `_`. Anything else is no token.
 OpaqueToken = Annotated[
@@ -101,3 +102,44 @@ class Verified(BaseModel):
 
 class Notice(BaseModel):
     message: str
+
+
+class TokenScope(StrEnum):
+    """What a personal API token may do (checked in services.access, nowhere else)."""
+
+    TASKS_READ = "tasks:read"
+    TASKS_WRITE = "tasks:write"
+    FILES_READ = "files:read"
+    FILES_WRITE = "files:write"
+    SHARES_WRITE = "shares:write"
+    WEBHOOKS_WRITE = "webhooks:write"
+
+
+class ApiTokenCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "backup script", "scopes": ["tasks:read"], "expires_in_days": 90}]
+        }
+    )
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NUL_FREE)]
+    scopes: Annotated[list[TokenScope], Field(min_length=1, max_length=len(TokenScope))]
+    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class ApiTokenRead(BaseModel):
+    id: int
+    name: str
+    scopes: list[TokenScope]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiTokenCreated(BaseModel):
+    id: int
+    name: str
+    scopes: list[TokenScope]
+    token: str = Field(description="The token (`tm_pat_…`): shown only here, stored hashed")
+    created_at: datetime
+    expires_at: datetime | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -23,6 +24,7 @@ from exceptions import InvalidTokenError
 from settings import HashCost
 
 ALGORITHM = "HS256"
+PAT_PREFIX = "tm_pat_"
 _REQUIRED_CLAIMS = ["exp", "sub", "iat", "sid"]
 # The request-state key under which bearer_user keeps its outcome.
 _PRINCIPAL = "principal"
@@ -81,6 +83,18 @@ class Principal:
     user_id: int
     credential_id: int
     scopes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFacts:
+    """What a personal API token's row says (never changes: revoking deletes the row)."""
+
+    principal: Principal
+    expires_at: float  # epoch seconds; inf: never
+
+
+# Looks a personal token up by its SHA-256 (services.api_tokens.lookup, installed by main.py).
+TokenLookup = Callable[[str], Awaitable[TokenFacts | None]]
 
 
 def create_access_token(user_id: int, *, session_id: int, secret: str, expires_minutes: int) -> str:
@@ -144,7 +158,26 @@ def _verify(token: str, secret: str) -> tuple[Principal, float]:
     return Principal(user_id, session_id), float(claims["exp"])
 
 
-def bearer_user(connection: HTTPConnection) -> Principal | InvalidTokenError:
+async def api_token_principal(token: str, *, lookup: TokenLookup) -> Principal:
+    """Who a personal API token (`tm_pat_…`) belongs to, or raise InvalidTokenError. Its row's
+    facts are cached like a verified JWT's (they never change); whether the row still exists
+    is checked with every request, like a session's (services.access.caller_clause)."""
+    key = ("", token)  # no secret key: the lookup, not a signature, verifies it
+    known = _VERIFIED.get(key)
+    if known is None:
+        facts = await lookup(secret_hash(token))
+        if facts is None:
+            raise InvalidTokenError()
+        known = (facts.principal, facts.expires_at)
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.pop(next(iter(_VERIFIED)))
+        _VERIFIED[key] = known
+    if known[1] <= time.time():
+        raise InvalidTokenError("Token has expired")
+    return known[0]
+
+
+async def bearer_user(connection: HTTPConnection) -> Principal | InvalidTokenError:
     """Who the request's bearer token names, or the error that refuses it.
 
     Verified once per request and kept in the request state: the rate-limit key, idempotency and
@@ -154,12 +187,15 @@ def bearer_user(connection: HTTPConnection) -> Principal | InvalidTokenError:
     outcome: Principal | InvalidTokenError | None = state.get(_PRINCIPAL)
     if outcome is None:
         scheme, token = get_authorization_scheme_param(connection.headers.get("authorization"))
-        if scheme.lower() != "bearer" or not token:
-            outcome = InvalidTokenError("Not authenticated")
-        else:
-            try:
-                outcome = token_principal(token, secret=connection.app.state.secret_key)
-            except InvalidTokenError as exc:
-                outcome = exc
+        app_state = connection.app.state
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise InvalidTokenError("Not authenticated")
+            if token.startswith(PAT_PREFIX):
+                outcome = await api_token_principal(token, lookup=app_state.token_lookup)
+            else:
+                outcome = token_principal(token, secret=app_state.secret_key)
+        except InvalidTokenError as exc:
+            outcome = exc
         state[_PRINCIPAL] = outcome
     return outcome

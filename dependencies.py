@@ -24,11 +24,13 @@ from exceptions import (
 from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
+from services import api_tokens
 from services.access import (
     Need,
     act_as,
     caller_clause,
     caller_params,
+    require_scope,
     require_session,
     task_clause,
 )
@@ -93,10 +95,12 @@ async def get_principal(
     """Who a valid token names. Whether that user and the session (or personal token) still
     exist is checked by the statement that loads the caller's data (one round trip, not two):
     see services.access.caller_clause, which `act_as` points at this request's credential."""
-    principal = bearer_user(request)  # `token` is declared for the OpenAPI scheme only
+    principal = await bearer_user(request)  # `token` is declared for the OpenAPI scheme only
     if isinstance(principal, InvalidTokenError):
         raise principal
     act_as(principal)
+    if principal.scopes is not None:  # a personal API token: its last_used_at, once a minute
+        await api_tokens.touch(request.app.state.engine, principal)
     return principal
 
 
@@ -113,20 +117,41 @@ async def get_account_principal(principal: CurrentPrincipal) -> Principal:
 AccountPrincipal = Annotated[Principal, Depends(get_account_principal)]
 
 
-async def get_current_user_id(principal: CurrentPrincipal) -> int:
+async def get_current_user_id(principal: AccountPrincipal) -> int:
+    """The caller's id, for a route no personal token may use (those declare their scope
+    below: TaskReader, TaskWriter, ReadableTask…)."""
     return principal.user_id
 
 
 CurrentUserID = Annotated[int, Depends(get_current_user_id)]
 
 
-async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
+def _caller_for(resource: str, need: Need) -> Any:
+    async def caller_for(principal: CurrentPrincipal) -> int:
+        """The caller's id, if a personal token's scopes allow this use (else 403)."""
+        require_scope(principal, resource, need)
+        return principal.user_id
+
+    return caller_for
+
+
+# What a route does with the caller's tasks: declared, so a personal token's scopes are
+# checked (services.access.require_scope), never by hand.
+TaskReader = Annotated[int, Depends(_caller_for("tasks", Need.READ))]
+TaskWriter = Annotated[int, Depends(_caller_for("tasks", Need.WRITE))]
+
+
+async def _load_caller(session: AsyncSession, user_id: int) -> db_models.User:
     """The caller's row, while its credential is live (else 401)."""
     statement = select(db_models.User).where(caller_clause(db_models.User.__table__))
     user = (await session.execute(statement, caller_params(user_id))).scalar_one_or_none()
     if user is None:
         raise InvalidTokenError()
     return user
+
+
+async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
+    return await _load_caller(session, user_id)
 
 
 CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
@@ -141,8 +166,16 @@ async def get_task_store(request: Request) -> TaskStore:
 TaskStoreDep = Annotated[TaskStore, Depends(get_task_store)]
 
 
-def _task_for(need: Need) -> Any:
-    async def task_for(task_id: TaskID, store: TaskStoreDep, user_id: CurrentUserID) -> TaskRow:
+def _task_for(need: Need, resource: str = "tasks") -> Any:
+    caller = Depends(_caller_for(resource, need))
+
+    # `= caller`, not Annotated: the dependency is this closure's, which a string annotation
+    # (from __future__) could not name.
+    async def task_for(
+        task_id: TaskID,
+        store: TaskStoreDep,
+        user_id: int = caller,
+    ) -> TaskRow:
         """The path's task, if the caller may use it for this need (else 401 / 404 / 403)."""
         return await store.read(user_id=user_id, task_id=task_id, need=need)
 
@@ -152,6 +185,9 @@ def _task_for(need: Need) -> Any:
 # What a route needs of the path's task: declared, never checked by hand.
 ReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ))]
 WritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE))]
+# The same, for a route on the task's files (a personal token's files:* scopes).
+FilesOfReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ, "files"))]
+FilesOfWritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE, "files"))]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------
@@ -230,10 +266,15 @@ FileID = Annotated[int, Path(gt=0, le=MAX_ID, description="The file's id")]
 
 
 def _file_for(need: Need) -> Any:
+    caller = Depends(_caller_for("files", need))
+
     async def file_for(
-        file_id: FileID, session: SessionDep, user: CurrentUser
+        file_id: FileID,
+        session: SessionDep,
+        user_id: int = caller,
     ) -> db_models.TaskFile:
         """The file, if the caller may use its task for this need (else 404 / 403)."""
+        user = await _load_caller(session, user_id)
         stmt = (
             select(db_models.TaskFile, task_clause(need).label("allowed"))
             .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)

@@ -78,12 +78,12 @@ class InvalidAccountTokenError(BadRequestError):  # unknown, used, expired: one 
         super().__init__("The token is invalid, used or expired")
 
 
-class SessionNotFoundError(AppError):
+class CredentialNotFoundError(AppError):
     status_code = 404
-    title = "Session Not Found"
+    title = "Not Found"
 
-    def __init__(self, session_id: int) -> None:
-        super().__init__(f"Session with ID {session_id} not found", session_id=session_id)
+    def __init__(self, kind: str, item_id: int) -> None:  # a session or a personal token
+        super().__init__(f"{kind.capitalize()} with ID {item_id} not found", id=item_id)
 
 
 class MetricsAuthError(AuthenticationError):

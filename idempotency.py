@@ -141,7 +141,7 @@ class _KeyedRequests:
             return
         if not _KEY_PATTERN.match(key):
             raise InvalidIdempotencyKeyError(MAX_KEY_LENGTH)
-        caller = bearer_user(HTTPConnection(scope))
+        caller = await bearer_user(HTTPConnection(scope))
         if isinstance(caller, InvalidTokenError):  # the route answers 401 itself
             await self.app(scope, receive, send)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,7 @@ from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
 from request_context import RequestContextMiddleware
 from routers import auth, files, health, notifications, tasks, users
+from services import api_tokens
 from services import tasks as task_service
 from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = build_engine(settings)
         app.state.sessionmaker = build_sessionmaker(app.state.engine)
         app.state.tasks = task_service.store_for(app.state.engine)
+        app.state.token_lookup = functools.partial(api_tokens.lookup, app.state.engine)
         app.state.cache = build_cache(settings)
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)

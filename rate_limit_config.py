@@ -91,12 +91,12 @@ def email_key(email: str) -> str:
     return "email:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
 
 
-def rate_limit_key(request: Request) -> str:
+async def rate_limit_key(request: Request) -> str:
     """`user:<id>` for a request with a valid token, else `ip:<address>`."""
     state: dict[str, Any] = request.scope.setdefault("state", {})
     key: str | None = state.get("rate_limit_key")
     if key is None:
-        caller = bearer_user(request)
+        caller = await bearer_user(request)
         key = (
             f"ip:{_client_ip(request)}"
             if isinstance(caller, Exception)
@@ -147,7 +147,7 @@ class Limiter:
         if not self.enabled:
             return
         counter: FixedWindowRateLimiter = request.app.state.rate_limiter
-        identifiers = (key or rate_limit_key(request), scope)
+        identifiers = (key or await rate_limit_key(request), scope)
         shown: RateLimitItem | None = None
         for item in _parse(value() if callable(value) else value):
             if shown is None or item < shown:

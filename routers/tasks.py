@@ -10,7 +10,6 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from dependencies import (
     CacheDep,
-    CurrentUserID,
     IfMatch,
     IfNoneMatch,
     ReadableTask,
@@ -18,7 +17,9 @@ from dependencies import (
     SettingsDep,
     StorageDep,
     TaskID,
+    TaskReader,
     TaskStoreDep,
+    TaskWriter,
     etag_of,
     not_modified,
 )
@@ -60,7 +61,7 @@ register_url_convertor("tag", _TagConvertor())
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(401, 403, 429, 503),
     route_class=IdempotentRoute,
 )
 _TASK = with_headers(200, "ETag")
@@ -109,7 +110,7 @@ async def list_tasks(
     request: Request,
     filters: Annotated[TaskFilters, Query()],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskReader,
 ) -> Response:
     """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
     tasks, total = await task_service.list_tasks(store, user_id=user_id, filters=filters)
@@ -126,7 +127,7 @@ async def create_task(
     request: Request,
     data: TaskCreate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
 ) -> Response:
     """Create a task."""
     task = await task_service.create_task(store, user_id=user_id, data=data)
@@ -135,7 +136,7 @@ async def create_task(
 
 @router.get("/stats", response_model=TaskStats, responses=with_headers(200, "X-Cache"))
 async def get_stats(
-    engine: ReadEngineDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
+    engine: ReadEngineDep, cache: CacheDep, user_id: TaskReader, settings: SettingsDep
 ) -> Response:
     """Statistics over the caller's tasks (cached; `X-Cache` says HIT or MISS)."""
     body, hit = await stats_service.get_stats(
@@ -149,7 +150,7 @@ async def get_stats(
 async def bulk_update_tasks(
     data: BulkUpdate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     background: BackgroundTasks,
     settings: SettingsDep,
 ) -> Response:
@@ -186,7 +187,7 @@ async def update_task(
     task_id: TaskID,
     data: TaskUpdate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     background: BackgroundTasks,
     settings: SettingsDep,
     if_match: IfMatch,
@@ -209,7 +210,7 @@ async def update_task(
 async def delete_task(
     task_id: TaskID,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     storage: StorageDep,
     background: BackgroundTasks,
     if_match: IfMatch,
@@ -239,7 +240,7 @@ async def add_tags(
         ),
     ],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     if_match: IfMatch,
 ) -> Response:
     """Add tags (a JSON array of strings); tags already present are not doubled."""
@@ -262,7 +263,7 @@ async def remove_tag(
         ),
     ],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     if_match: IfMatch,
 ) -> Response:
     """Remove one tag from a task."""

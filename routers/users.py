@@ -10,6 +10,9 @@ from fastapi import APIRouter, BackgroundTasks, Path, Response
 import db_models
 from account_models import (
     AccountDeletion,
+    ApiTokenCreate,
+    ApiTokenCreated,
+    ApiTokenRead,
     Notice,
     PasswordChange,
     Profile,
@@ -19,6 +22,7 @@ from account_models import (
 from dependencies import AccountPrincipal, CurrentUser, SessionDep, SettingsDep, StorageDep
 from models import MAX_ID
 from openapi_docs import error_responses
+from services import api_tokens
 from services import sessions as session_service
 from services import users as user_service
 
@@ -27,6 +31,7 @@ router = APIRouter(
 )
 _BODY = error_responses(400, 413, 422)
 SessionID = Annotated[int, Path(gt=0, le=MAX_ID, description="The session's id")]
+TokenID = Annotated[int, Path(gt=0, le=MAX_ID, description="The personal API token's id")]
 
 
 @router.get("", response_model=Profile)
@@ -99,4 +104,29 @@ async def end_session(
 ) -> Response:
     """End one of the caller's sessions: its tokens stop working at once."""
     await session_service.end_session(session, principal=principal, session_id=session_id)
+    return Response(status_code=204)
+
+
+@router.post("/tokens", status_code=201, response_model=ApiTokenCreated, responses=_BODY)
+async def create_api_token(
+    data: ApiTokenCreate, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+) -> ApiTokenCreated:
+    """Create a personal API token (`tm_pat_…`) with scopes; its secret is shown only here."""
+    return await api_tokens.create_token(session, user_id=user.id, data=data)
+
+
+@router.get("/tokens", response_model=list[ApiTokenRead])
+async def list_api_tokens(
+    session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+) -> Sequence[ApiTokenRead]:
+    """The caller's personal API tokens, without their secrets, with `last_used_at`."""
+    return await api_tokens.list_tokens(session, user_id=user.id)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(404, 422))
+async def revoke_api_token(
+    token_id: TokenID, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+) -> Response:
+    """Revoke a personal API token: it stops working at once."""
+    await api_tokens.revoke_token(session, user_id=user.id, token_id=token_id)
     return Response(status_code=204)

@@ -48,6 +48,18 @@ def act_as(principal: Principal) -> None:
     _CREDENTIAL.set(principal.credential_id)
 
 
+def require_scope(principal: Principal, resource: str, need: Need) -> None:
+    """A personal API token's scopes, checked against what the route does with `resource`
+    ("tasks", "files"): READ needs `<resource>:read` (or `:write`, which includes it), WRITE and
+    OWNER need `<resource>:write`. A login session (no scopes) may do everything."""
+    if principal.scopes is None:
+        return
+    write = f"{resource}:write"
+    if write in principal.scopes or (need is Need.READ and f"{resource}:read" in principal.scopes):
+        return
+    raise InsufficientScopeError(f"{resource}:read" if need is Need.READ else write)
+
+
 def require_session(principal: Principal) -> None:
     """Account management (tokens, sessions, password, email) needs a login session: a
     personal API token is refused (403), whatever its scopes."""

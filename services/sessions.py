@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from account_models import SessionRead
 from auth import Principal, create_access_token, new_secret, secret_hash
 from db_models import Credential, RefreshToken, UTCDateTime, utcnow
-from exceptions import InvalidTokenError, SessionNotFoundError
+from exceptions import CredentialNotFoundError, InvalidTokenError
 from models import Token
 from settings import Settings
 
@@ -139,7 +139,7 @@ async def logout(session: AsyncSession, *, principal: Principal) -> None:
 async def end_session(session: AsyncSession, *, principal: Principal, session_id: int) -> None:
     """End one of the caller's sessions (404 if it is not one)."""
     if not await end_sessions(session, user_id=principal.user_id, only=session_id):
-        raise SessionNotFoundError(session_id)
+        raise CredentialNotFoundError("session", session_id)
     await session.commit()
 
 

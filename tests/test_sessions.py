@@ -143,7 +143,7 @@ async def test_deleting_a_session_from_the_list_ends_it_at_once(
     assert_error(await client.get("/tasks", headers=_bearer(laptop)), 401)
     assert_error(await _refresh(client, laptop["refresh_token"]), 401)
     again = await client.delete(f"/users/me/sessions/{laptop_id}", headers=user.headers)
-    assert_error(again, 404, session_id=laptop_id)
+    assert_error(again, 404, id=laptop_id)
     remaining = (await client.get("/users/me/sessions", headers=user.headers)).json()
     assert [s["current"] for s in remaining] == [True]
 
