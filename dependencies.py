@@ -24,7 +24,7 @@ from exceptions import (
 from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
-from services import api_tokens
+from services import sessions as session_service
 from services.access import (
     Need,
     act_as,
@@ -99,8 +99,7 @@ async def get_principal(
     if isinstance(principal, InvalidTokenError):
         raise principal
     act_as(principal)
-    if principal.scopes is not None:  # a personal API token: its last_used_at, once a minute
-        await api_tokens.touch(request.app.state.engine, principal)
+    await session_service.touch(request.app.state.engine, principal)  # once a minute at most
     return principal
 
 

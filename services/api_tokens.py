@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from account_models import ApiTokenCreate, ApiTokenCreated, ApiTokenRead, TokenScope
@@ -29,16 +28,6 @@ _CREDENTIALS = Credential.metadata.tables[Credential.__tablename__]
 _LOOKUP = select(
     _CREDENTIALS.c.id, _CREDENTIALS.c.user_id, _CREDENTIALS.c.scopes, _CREDENTIALS.c.expires_at
 ).where(_CREDENTIALS.c.secret_hash == bindparam("hashed"), _CREDENTIALS.c.kind == TOKEN)
-_TOUCH = (
-    update(_CREDENTIALS)
-    .where(_CREDENTIALS.c.id == bindparam("credential"))
-    .values(last_used_at=bindparam("now"))
-)
-# last_used_at is written at most once a minute per token and process: a busy script's token
-# costs one small UPDATE a minute, not one per request.
-TOUCH_INTERVAL = 60.0
-_touched: dict[int, float] = {}
-_TOUCHED_MAX = 4096
 
 
 async def lookup(engine: AsyncEngine, hashed: str) -> TokenFacts | None:
@@ -50,19 +39,6 @@ async def lookup(engine: AsyncEngine, hashed: str) -> TokenFacts | None:
     scopes = frozenset((row.scopes or "").split())
     expires = row.expires_at.timestamp() if row.expires_at is not None else math.inf
     return TokenFacts(Principal(row.user_id, row.id, scopes), expires)
-
-
-async def touch(engine: AsyncEngine, principal: Principal) -> None:
-    """Record that a personal token was used: at most once a minute per token and process."""
-    now = time.monotonic()
-    last = _touched.get(principal.credential_id)
-    if last is not None and now - last < TOUCH_INTERVAL:
-        return
-    if len(_touched) >= _TOUCHED_MAX:
-        _touched.clear()
-    _touched[principal.credential_id] = now
-    async with engine.begin() as connection:
-        await connection.execute(_TOUCH, {"credential": principal.credential_id, "now": utcnow()})
 
 
 def _read(row: object) -> ApiTokenRead:

@@ -9,11 +9,12 @@ of the two parties holding it is not its owner.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from account_models import SessionRead
 from auth import Principal, create_access_token, new_secret, secret_hash
@@ -34,6 +35,38 @@ _SPEND = (
     .values(spent_at=bindparam("now", type_=UTCDateTime()))
     .returning(_REFRESH.c.credential_id, _REFRESH.c.expires_at)
 )
+
+
+_TOUCH = (
+    update(_CREDENTIALS)
+    .where(_CREDENTIALS.c.id == bindparam("credential"))
+    .values(last_used_at=bindparam("now", type_=UTCDateTime()))
+)
+# last_used_at (of a session or a personal token) is written at most once a minute per
+# credential and process: a busy client costs one small UPDATE a minute, not one per request.
+TOUCH_INTERVAL = 60.0
+_touched: dict[int, float] = {}
+_TOUCHED_MAX = 4096
+
+
+def _touched_now(credential_id: int) -> bool:
+    """Note that last_used_at is written now; False if this process did so in the last minute."""
+    now = time.monotonic()
+    last = _touched.get(credential_id)
+    if last is not None and now - last < TOUCH_INTERVAL:
+        return False
+    if len(_touched) >= _TOUCHED_MAX:
+        _touched.clear()
+    _touched[credential_id] = now
+    return True
+
+
+async def touch(engine: AsyncEngine, principal: Principal) -> None:
+    """Record that a credential was used, unless this process did so in the last minute."""
+    if not _touched_now(principal.credential_id):
+        return
+    async with engine.begin() as connection:
+        await connection.execute(_TOUCH, {"credential": principal.credential_id, "now": utcnow()})
 
 
 async def _issue(
@@ -69,6 +102,7 @@ async def start_session(
         .returning(_CREDENTIALS.c.id)
     )
     session_id = created.scalar_one()
+    _touched_now(session_id)  # last_used_at is set by this INSERT
     logger.info("session started user_id=%s session_id=%s", user_id, session_id)
     return await _issue(
         session, user_id=user_id, session_id=session_id, settings=settings, secret=secret
@@ -105,6 +139,7 @@ async def refresh(
     if user_id is None:  # the session ended meanwhile
         await session.rollback()
         raise InvalidTokenError("Invalid refresh token")
+    _touched_now(row.credential_id)
     token = await _issue(
         session, user_id=user_id, session_id=row.credential_id, settings=settings, secret=secret
     )

@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 
 
 def _duplicate_field(exc: IntegrityError) -> str:
-    # SQLite ("users.email", "uq_users_email_lower") and PostgreSQL ("uq_users_email...") both
-    # name the column.
-    return "email" if "email" in str(exc.orig).lower() else "username"
+    # The first line names the constraint or column: SQLite "users.email" or "index
+    # 'uq_users_email_lower'", PostgreSQL 'constraint "uq_users_email_lower"'. Only the first:
+    # PostgreSQL's DETAIL line quotes the value, which may contain "email".
+    first = str(exc.orig).lower().split("detail:")[0].splitlines()[0]
+    return "email" if "email" in first else "username"
 
 
 async def _commit_unique(session: AsyncSession) -> None:

@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from auth import create_access_token
-from tests.conftest import ANSWERED, LAST_TEST, client_for
+from tests.conftest import ANSWERED, LAST_TEST, client_for, make_user
 
 # Nothing answers on port 9 (discard): every query fails at once as "unavailable".
 DEAD_DATABASE = "postgresql://nobody@127.0.0.1:9/none"
@@ -98,7 +98,8 @@ async def test_shared_error_paths_of_every_route_are_documented(
     app: FastAPI, outage: tuple[FastAPI, dict[str, str]]
 ) -> None:
     dead, token = outage
-    async with client_for(app) as client, client_for(dead) as down:
+    async with client_for(app) as client, client_for(dead) as down, client_for(app) as scripted:
+        pat = await _personal_token(scripted, ["tasks:read"])
         for method, path, operation in operations(app):
             documented = _documented(operation)
             url, body = _url(path, operation), _example_body(app, operation)
@@ -106,6 +107,11 @@ async def test_shared_error_paths_of_every_route_are_documented(
             answers["no token"] = await client.request(method, url, **body)
             answers["database down"] = await down.request(method, url, headers=token, **body)
             answers["limit spent"] = await down.request(method, url, headers=token, **body)
+            # A personal token with one scope: the routes it may not use answer 403 (documented)
+            answers["personal token"] = await scripted.request(method, url, headers=pat, **body)
+            if answers["personal token"].status_code == 403 and operation.get("security"):
+                refused = answers["personal token"].headers.get("www-authenticate", "")
+                assert refused in ("", 'Bearer error="insufficient_scope"'), (method, path)
             if "requestBody" in operation:
                 answers["too large"] = await client.request(
                     method, url, content=b"{}", headers={**token, "Content-Length": "99999999"}
@@ -127,6 +133,15 @@ async def test_shared_error_paths_of_every_route_are_documented(
                 assert answers["too large"].status_code == 413, (method, path)
             if "malformed" in answers:
                 assert answers["malformed"].status_code == 400, (method, path)
+
+
+async def _personal_token(client: httpx.AsyncClient, scopes: list[str]) -> dict[str, str]:
+    user = await make_user(client)
+    created = await client.post(
+        "/users/me/tokens", json={"name": "walk", "scopes": scopes}, headers=user.headers
+    )
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['token']}"}
 
 
 def test_every_status_answered_in_this_run_is_documented(app: FastAPI) -> None:

@@ -64,6 +64,11 @@ def upgrade() -> None:
     op.create_index(
         "uq_users_email_lower", "users", [sa.literal_column("lower(email)")], unique=True
     )
+    _create_credentials()
+    _create_token_tables()
+
+
+def _create_credentials() -> None:
     op.create_table(
         "credentials",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,6 +89,9 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_credentials_user_id_kind", "credentials", ["user_id", "kind"])
+
+
+def _create_token_tables() -> None:
     op.create_table(
         "refresh_tokens",
         sa.Column("token_hash", sa.String(64), nullable=False),
