@@ -49,22 +49,21 @@ _touched: dict[int, float] = {}
 _TOUCHED_MAX = 4096
 
 
-def _touched_now(credential_id: int) -> bool:
-    """Note that last_used_at is written now; False if this process did so in the last minute."""
-    now = time.monotonic()
+def touch_due(credential_id: int) -> bool:
+    """Whether this process last wrote the credential's last_used_at over a minute ago."""
     last = _touched.get(credential_id)
-    if last is not None and now - last < TOUCH_INTERVAL:
-        return False
+    return last is None or time.monotonic() - last >= TOUCH_INTERVAL
+
+
+def _touched_now(credential_id: int) -> None:
     if len(_touched) >= _TOUCHED_MAX:
         _touched.clear()
-    _touched[credential_id] = now
-    return True
+    _touched[credential_id] = time.monotonic()
 
 
 async def touch(engine: AsyncEngine, principal: Principal) -> None:
-    """Record that a credential was used, unless this process did so in the last minute."""
-    if not _touched_now(principal.credential_id):
-        return
+    """Record that a credential was used (callers ask `touch_due` first)."""
+    _touched_now(principal.credential_id)
     async with engine.begin() as connection:
         await connection.execute(_TOUCH, {"credential": principal.credential_id, "now": utcnow()})
 
