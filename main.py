@@ -101,11 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(auth.router)
-    app.include_router(users.router)
-    app.include_router(notifications.router)
     app.include_router(tasks.router)
     app.include_router(files.task_files_router)
     app.include_router(files.files_router)
+    # After the busiest routes: each request is matched against the routes in this order.
+    app.include_router(auth.sessions_router)
+    app.include_router(users.router)
+    app.include_router(notifications.router)
     if settings.serves_docs:  # DOCS_ENABLED; by default not in production
         install_docs(app)
     return app

@@ -134,9 +134,16 @@ router.add_api_route(
 )
 
 
+# The rest of /auth, on a router main.py includes after the task and file routers: every
+# request is matched against the routes in order, and these must not cost GET /tasks/{id}.
+sessions_router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(429, 503))
+
+
 # The default limit only: a refresh token (256 random bits) cannot be guessed, and a client
 # behind a shared address must not be logged out by its neighbours' logins.
-@router.post("/refresh", response_model=Token, responses=error_responses(400, 401, 413, 422))
+@sessions_router.post(
+    "/refresh", response_model=Token, responses=error_responses(400, 401, 413, 422)
+)
 async def refresh(
     body: RefreshRequest,
     session: SessionDep,
@@ -149,14 +156,14 @@ async def refresh(
     )
 
 
-@router.post("/logout", status_code=204, responses=error_responses(401, 403))
+@sessions_router.post("/logout", status_code=204, responses=error_responses(401, 403))
 async def logout(session: SessionDep, principal: AccountPrincipal, user: CurrentUser) -> Response:
     """End this session: its refresh token and access token stop working at once."""
     await session_service.logout(session, principal=principal)
     return Response(status_code=204)
 
 
-@router.post(
+@sessions_router.post(
     "/password-reset/request",
     status_code=202,
     response_model=Notice,
@@ -181,7 +188,7 @@ async def request_password_reset(
     return Notice(message="If the address has an account, a reset link is on its way")
 
 
-@router.post(
+@sessions_router.post(
     "/password-reset/verify", response_model=Notice, responses=error_responses(400, 413, 422)
 )
 async def reset_password(body: ResetVerify, session: SessionDep, settings: SettingsDep) -> Notice:
