@@ -10,7 +10,7 @@ import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -201,24 +201,60 @@ async def send_completion_email(
 ) -> None:
     """Tell a user their tasks were completed; retried with backoff, never raises."""
     ids = ",".join(str(task.id) for task in tasks)
-    message = completion_message(settings, to=to, name=name, tasks=tasks)
-    await _send(settings, message, what="completion email", about=f"task_ids={ids}")
+    await _send(
+        settings,
+        lambda: completion_message(settings, to=to, name=name, tasks=tasks),
+        "completion email",
+        f"task_ids={ids}",
+    )
 
 
 async def send_notice(settings: Settings, notice: Notice) -> None:
     """Send a notice; retried with backoff, never raises."""
-    message = notice_message(settings, notice)
-    await _send(settings, message, what=f"{notice.kind} email", about=f"task_id={notice.task_id}")
+    await _send(
+        settings,
+        lambda: notice_message(settings, notice),
+        f"{notice.kind} email",
+        f"task_id={notice.task_id}",
+    )
 
 
-async def _send(settings: Settings, message: EmailMessage, *, what: str, about: str) -> None:
-    """Deliver one email, retrying transient failures with backoff; logs, never raises."""
+def link_message(
+    settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
+) -> EmailMessage:
+    """A plain-text email carrying one link (password reset, address verification)."""
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Message-ID"] = make_msgid(domain="task-manager")
+    message.set_content(f"Hello {_one_line(name)},\n\n{text}\n\n  {link}\n\n-- Task Manager\n")
+    return message
+
+
+async def send_link_email(
+    settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
+) -> None:
+    """Send a link email (the link holds a secret: never logged); never raises."""
+    await _send(
+        settings,
+        lambda: link_message(settings, to=to, name=name, subject=subject, text=text, link=link),
+        "link email",
+        f"subject={subject!r}",
+    )
+
+
+async def _send(
+    settings: Settings, build: Callable[[], EmailMessage], what: str, detail: str
+) -> None:
+    """Deliver the message `build` makes, retried with backoff; never raises. `what` and
+    `detail` name it in the log (never the address)."""
     if not settings.smtp_host:
-        logger.info("%s not sent (SMTP_HOST unset) %s", what, about)
+        logger.info("%s not sent (SMTP_HOST unset) %s", what, detail)
         return
     for attempt in range(1, settings.smtp_max_attempts + 1):
         try:
-            await anyio.to_thread.run_sync(_deliver, settings, message)
+            await anyio.to_thread.run_sync(_deliver, settings, build())
         except Exception as exc:
             # The exception text may quote the address: log its type and code only.
             code = getattr(exc, "smtp_code", "-")
@@ -227,7 +263,7 @@ async def _send(settings: Settings, message: EmailMessage, *, what: str, about: 
                 logger.error(
                     "%s failed %s attempts=%s error=%s code=%s",
                     what,
-                    about,
+                    detail,
                     attempt,
                     type(exc).__name__,
                     code,
@@ -236,11 +272,11 @@ async def _send(settings: Settings, message: EmailMessage, *, what: str, about: 
             logger.warning(
                 "%s attempt failed, retrying %s attempt=%s error=%s",
                 what,
-                about,
+                detail,
                 attempt,
                 type(exc).__name__,
             )
             await anyio.sleep(settings.smtp_retry_backoff * 2 ** (attempt - 1))
         else:
-            logger.info("%s sent %s", what, about)
+            logger.info("%s sent %s", what, detail)
             return

@@ -17,6 +17,8 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    func,
+    literal_column,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -66,7 +68,13 @@ _NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = _NEVER_REUSE_IDS
+    # Names and addresses are unique regardless of case (migration 0008): `Alice` is `alice`.
+    # The plain unique constraints stay; these are the ones that decide.
+    __table_args__ = (
+        Index("uq_users_username_lower", func.lower(literal_column("username")), unique=True),
+        Index("uq_users_email_lower", func.lower(literal_column("email")), unique=True),
+        _NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
@@ -79,6 +87,7 @@ class User(Base):
     # How many tasks the user has, moved in the same UPDATE (services.task_store.BUMP): the
     # total of an unfiltered list, without counting.
     task_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    email_verified: Mapped[bool] = mapped_column(default=False, server_default="0")
     # Which emails the user wants (GET/PATCH /notifications/preferences); columns, not a table,
     # so the write that triggers a notice reads them in the row it already updates or loads.
     notify_email: Mapped[bool] = mapped_column(default=True, server_default=true())
@@ -242,3 +251,53 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None]
     content_type: Mapped[str | None] = mapped_column(String(100))
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Credential(Base):
+    """What an access token stands for: a login session (`kind` "session") or a personal API
+    token ("token"). Deleting the row revokes it at once: every statement that loads a
+    caller's data checks that the caller's credential row still exists
+    (services.access.caller_clause), on every instance, with no cache in between."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_user_id_kind", "user_id", "kind"), _NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    # Personal API tokens only: a name, space-separated scopes, the token's SHA-256, an expiry.
+    name: Mapped[str | None] = mapped_column(String(100))
+    scopes: Mapped[str | None] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime | None]
+
+
+class RefreshToken(Base):
+    """A session's refresh token, by its SHA-256. Spent on use; a spent one presented again
+    ends its session (theft detection). Goes with its session (ON DELETE CASCADE)."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("credentials.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime]
+    spent_at: Mapped[datetime | None]
+
+
+class OneTimeToken(Base):
+    """A password-reset or email-verification token, by its SHA-256; single use."""
+
+    __tablename__ = "one_time_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))
+    # The address a verification token was sent to: a changed email makes it worthless.
+    email: Mapped[str] = mapped_column(String(254))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

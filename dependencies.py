@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Mapping
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import db_models
-from auth import bearer_user
+from auth import Principal, bearer_user
 from exceptions import (
     AttachmentAccessDeniedError,
     AttachmentNotFoundError,
@@ -25,7 +26,16 @@ from models import MAX_ID
 from openapi_docs import header_schema
 from redis_config import Cache
 from services import comments as comment_service
-from services.access import Need, file_clause
+from services import sessions as session_service
+from services.access import (
+    Need,
+    act_as,
+    caller_clause,
+    caller_params,
+    file_clause,
+    require_scope,
+    require_session,
+)
 from services.task_store import TaskStore
 from services.task_writes import TaskRow
 from settings import Settings
@@ -64,7 +74,14 @@ async def get_storage(request: Request) -> Storage:
     return storage
 
 
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For background work that opens its own session after the response (C14)."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 ReadEngineDep = Annotated[AsyncEngine, Depends(get_read_engine)]
@@ -75,26 +92,81 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-async def get_current_user_id(
+async def _authenticate(request: Request) -> Principal:
+    """Who a valid token names. Whether that user and the session (or personal token) still
+    exist is checked by the statement that loads the caller's data (one round trip, not two):
+    see services.access.caller_clause, which `act_as` points at this request's credential."""
+    principal = await bearer_user(request)
+    if isinstance(principal, InvalidTokenError):
+        raise principal
+    act_as(principal)
+    if session_service.touch_due(principal.credential_id):  # at most once a minute
+        await session_service.touch(request.app.state.engine, principal)
+    return principal
+
+
+async def get_principal(
     request: Request, token: Annotated[str | None, Depends(_bearer)]
-) -> int:
-    """The id a valid token names. Whether that user still exists is checked by the query that
-    loads the caller's data (one round trip, not two): see CurrentUser and services.task_store."""
-    user_id = bearer_user(request)  # `token` is declared for the OpenAPI scheme only
-    if isinstance(user_id, InvalidTokenError):
-        raise user_id
-    return user_id
+) -> Principal:
+    return await _authenticate(request)  # `token` is declared for the OpenAPI scheme only
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_account_principal(principal: CurrentPrincipal) -> Principal:
+    """A login session's principal: managing the account (tokens, sessions, password, email)
+    is never a personal API token's to do (403)."""
+    require_session(principal)
+    return principal
+
+
+AccountPrincipal = Annotated[Principal, Depends(get_account_principal)]
+
+
+async def get_current_user_id(principal: AccountPrincipal) -> int:
+    """The caller's id, for a route no personal token may use (those declare their scope
+    below: TaskReader, TaskWriter, ReadableTask…)."""
+    return principal.user_id
 
 
 CurrentUserID = Annotated[int, Depends(get_current_user_id)]
 
 
-async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
-    # No SQL when get_owned_task already loaded the user into this session's identity map.
-    user = await session.get(db_models.User, user_id)
+@cache  # one callable per (resource, need): FastAPI then solves it once per request
+def _caller_for(resource: str, need: Need) -> Any:
+    # Authenticates itself rather than depending on get_principal: one dependency level less on
+    # every task and file route (FastAPI's dependency solving is most of their CPU).
+    async def caller_for(request: Request, token: Annotated[str | None, Depends(_bearer)]) -> int:
+        """The caller's id, if a personal token's scopes allow this use (else 403)."""
+        principal = await _authenticate(request)
+        require_scope(principal, resource, need)
+        return principal.user_id
+
+    return caller_for
+
+
+# What a route does with the caller's tasks: declared, so a personal token's scopes are
+# checked (services.access.require_scope), never by hand.
+TaskReader = Annotated[int, Depends(_caller_for("tasks", Need.READ))]
+TaskWriter = Annotated[int, Depends(_caller_for("tasks", Need.WRITE))]
+FileWriter = Annotated[int, Depends(_caller_for("files", Need.WRITE))]
+# Sharing a task (and finding whom to share it with) is a personal token's shares:write.
+ShareWriter = Annotated[int, Depends(_caller_for("shares", Need.WRITE))]
+SHARE_WRITE_SCOPE = Depends(_caller_for("shares", Need.WRITE))  # for routes that need no id
+
+
+async def _load_caller(session: AsyncSession, user_id: int) -> db_models.User:
+    """The caller's row, while its credential is live (else 401)."""
+    statement = select(db_models.User).where(caller_clause(db_models.User.__table__))
+    user = (await session.execute(statement, caller_params(user_id))).scalar_one_or_none()
     if user is None:
         raise InvalidTokenError()
     return user
+
+
+async def get_current_user(session: SessionDep, user_id: CurrentUserID) -> db_models.User:
+    return await _load_caller(session, user_id)
 
 
 CurrentUser = Annotated[db_models.User, Depends(get_current_user)]
@@ -109,8 +181,16 @@ async def get_task_store(request: Request) -> TaskStore:
 TaskStoreDep = Annotated[TaskStore, Depends(get_task_store)]
 
 
-def _task_for(need: Need) -> Any:
-    async def task_for(task_id: TaskID, store: TaskStoreDep, user_id: CurrentUserID) -> TaskRow:
+def _task_for(need: Need, resource: str = "tasks") -> Any:
+    caller = Depends(_caller_for(resource, need))
+
+    # `= caller`, not Annotated: the dependency is this closure's, which a string annotation
+    # (from __future__) could not name.
+    async def task_for(
+        task_id: TaskID,
+        store: TaskStoreDep,
+        user_id: int = caller,
+    ) -> TaskRow:
         """The path's task, if the caller may use it for this need (else 401 / 404 / 403)."""
         return await store.read(user_id=user_id, task_id=task_id, need=need)
 
@@ -121,6 +201,9 @@ def _task_for(need: Need) -> Any:
 ReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ))]
 WritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE))]
 OwnedTask = Annotated[TaskRow, Depends(_task_for(Need.OWNER))]
+# The same, for a route on the task's files (a personal token's files:* scopes).
+FilesOfReadableTask = Annotated[TaskRow, Depends(_task_for(Need.READ, "files"))]
+FilesOfWritableTask = Annotated[TaskRow, Depends(_task_for(Need.WRITE, "files"))]
 
 
 # --- conditional requests (RFC 9110 §13) -------------------------------------------------------
@@ -199,16 +282,21 @@ FileID = Annotated[int, Path(gt=0, le=MAX_ID, description="The file's id")]
 
 
 def _file_for(need: Need) -> Any:
+    caller = Depends(_caller_for("files", need))
+
     async def file_for(
-        file_id: FileID, session: SessionDep, user: CurrentUser
+        file_id: FileID,
+        session: SessionDep,
+        user_id: int = caller,
     ) -> db_models.TaskFile:
         """The file, if the caller may use it for this need (else 404 / 403)."""
+        user = await _load_caller(session, user_id)
         stmt = (
             select(db_models.TaskFile, file_clause(need).label("allowed"))
             .join(db_models.Task, db_models.Task.id == db_models.TaskFile.task_id)
             .where(db_models.TaskFile.id == file_id)
         )
-        row = (await session.execute(stmt, {"the_caller": user.id})).one_or_none()
+        row = (await session.execute(stmt, caller_params(user.id))).one_or_none()
         if row is None:
             raise AttachmentNotFoundError(file_id)
         file, allowed = row
@@ -229,7 +317,7 @@ CommentID = Annotated[int, Path(gt=0, le=MAX_ID, description="The comment's id")
 
 def _comment_for(need: Need) -> Any:
     async def comment_for(
-        comment_id: CommentID, store: TaskStoreDep, user_id: CurrentUserID
+        comment_id: CommentID, store: TaskStoreDep, user_id: TaskWriter
     ) -> Mapping[str, Any]:
         """The comment, if the caller may change it for this need (else 401 / 404 / 403)."""
         return await comment_service.load_comment(

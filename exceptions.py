@@ -59,6 +59,33 @@ class InvalidTokenError(AuthenticationError):
         super().__init__(reason)
 
 
+class InsufficientScopeError(AppError):  # a personal API token outside its scopes (RFC 6750)
+    status_code = 403
+    title = "Insufficient Scope"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This token does not allow it (needs {scope})", scope=scope)
+
+
+class WrongPasswordError(BadRequestError):
+    def __init__(self) -> None:
+        super().__init__("The current password is not correct")
+
+
+class InvalidAccountTokenError(BadRequestError):  # unknown, used, expired: one answer
+    def __init__(self) -> None:
+        super().__init__("The token is invalid, used or expired")
+
+
+class CredentialNotFoundError(AppError):
+    status_code = 404
+    title = "Not Found"
+
+    def __init__(self, kind: str, item_id: int) -> None:  # a session or a personal token
+        super().__init__(f"{kind.capitalize()} with ID {item_id} not found", id=item_id)
+
+
 class MetricsAuthError(AuthenticationError):
     def __init__(self) -> None:
         super().__init__("GET /metrics needs the metrics bearer token")
@@ -124,6 +151,11 @@ class ForbiddenError(AppError):
 
     status_code = 403
     title = "Forbidden"
+
+
+class AlreadyVerifiedError(ConflictError):
+    def __init__(self) -> None:
+        super().__init__("The email address is already verified")
 
 
 class DuplicateUserError(AppError):

@@ -141,10 +141,11 @@ class _KeyedRequests:
             return
         if not _KEY_PATTERN.match(key):
             raise InvalidIdempotencyKeyError(MAX_KEY_LENGTH)
-        user_id = bearer_user(HTTPConnection(scope))
-        if isinstance(user_id, InvalidTokenError):  # the route answers 401 itself
+        caller = await bearer_user(HTTPConnection(scope))
+        if isinstance(caller, InvalidTokenError):  # the route answers 401 itself
             await self.app(scope, receive, send)
             return
+        user_id = caller.user_id
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as body:
             size = await _spool(receive, body)
             if size > _SPOOL_IN_MEMORY:  # on disk: hash it off the event loop

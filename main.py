@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,8 @@ from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
 from request_context import RequestContextMiddleware
-from routers import auth, comments, files, health, people, shares, tasks
+from routers import auth, comments, files, health, notifications, people, shares, tasks, users
+from services import api_tokens
 from services import tasks as task_service
 from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = build_engine(settings)
         app.state.sessionmaker = build_sessionmaker(app.state.engine)
         app.state.tasks = task_service.store_for(app.state.engine)
+        app.state.token_lookup = functools.partial(api_tokens.lookup, app.state.engine)
         app.state.cache = build_cache(settings)
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)
@@ -104,8 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.files_router)
     app.include_router(comments.task_comments_router)
     app.include_router(comments.comments_router)
+    # After the busiest routes: each request is matched against the routes in this order.
     app.include_router(people.users_router)
     app.include_router(people.notifications_router)
+    app.include_router(auth.sessions_router)
+    app.include_router(users.router)
+    app.include_router(notifications.router)
     if settings.serves_docs:  # DOCS_ENABLED; by default not in production
         install_docs(app)
     return app

@@ -12,7 +12,8 @@ from models import ErrorBody
 _ERROR_DESCRIPTIONS = {
     400: "Bad request: a body that cannot be parsed",
     401: "Missing, invalid or expired token",
-    403: "The resource belongs to another user",
+    403: "The resource belongs to another user, or a personal API token may not do this"
+    ' (`WWW-Authenticate: Bearer error="insufficient_scope"`)',
     404: "Not found",
     409: "Conflict",
     412: "If-Match names no current version: nothing was changed",
@@ -56,7 +57,10 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Remaining": _header("Requests left in that window"),
     "X-RateLimit-Reset": _header("When that window resets (epoch seconds)"),
     "Retry-After": _header("Seconds to wait before retrying"),
-    "WWW-Authenticate": _header("`Bearer`: how to authenticate (RFC 6750)"),
+    "WWW-Authenticate": _header(
+        '`Bearer`: how to authenticate; `Bearer error="insufficient_scope"`: the personal API'
+        " token's scopes do not allow this (RFC 6750)"
+    ),
     "Idempotent-Replayed": _header(
         "`true`: the stored answer to an earlier request with this Idempotency-Key",
         {"enum": ["true"]},
@@ -66,7 +70,12 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     ),
     "File-ETag": _header('The file\'s SHA-256 as an entity tag ("<64 hex digits>")'),
 }
-_ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+_ERROR_HEADERS = {
+    401: ("WWW-Authenticate",),
+    403: ("WWW-Authenticate",),  # on a personal token's refusal only
+    429: ("Retry-After",),
+    503: ("Retry-After",),
+}
 
 
 def headers_of(*names: str) -> dict[str, dict[str, Any]]:

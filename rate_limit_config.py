@@ -18,6 +18,7 @@ itself, whose counting is synchronous and which we could only drive through its 
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import ipaddress
 import logging
@@ -41,6 +42,8 @@ REGISTER_LIMIT = "10/hour"
 LOGIN_LIMIT = "5/minute"
 CREATE_TASK_LIMIT = "100/hour"
 UPLOAD_LIMIT = "20/hour"
+# Per address and, separately, per client IP.
+PASSWORD_RESET_LIMIT = "3/hour"
 DEFAULT_LIMIT = "1000/hour"
 
 # The values in force, set from settings when the app is built. A callable limit is evaluated on
@@ -83,13 +86,22 @@ def _client_ip(request: Request) -> str:
     return peer
 
 
-def rate_limit_key(request: Request) -> str:
+def email_key(email: str) -> str:
+    """A per-address counter's key: a digest, so no address is kept in the counter store."""
+    return "email:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+
+
+async def rate_limit_key(request: Request) -> str:
     """`user:<id>` for a request with a valid token, else `ip:<address>`."""
     state: dict[str, Any] = request.scope.setdefault("state", {})
     key: str | None = state.get("rate_limit_key")
     if key is None:
-        user_id = bearer_user(request)
-        key = f"ip:{_client_ip(request)}" if isinstance(user_id, Exception) else f"user:{user_id}"
+        caller = await bearer_user(request)
+        key = (
+            f"ip:{_client_ip(request)}"
+            if isinstance(caller, Exception)
+            else f"user:{caller.user_id}"
+        )
         state["rate_limit_key"] = key
     return key
 
@@ -126,11 +138,16 @@ class Limiter:
 
         return limited
 
-    async def hit(self, request: Request, value: LimitValue, scope: str) -> None:
-        """Spend one unit of each limit in `value`; raise RateLimitExceededError when one is out.
-        The smallest-window limit (or the one spent) is kept for the response headers."""
+    async def hit(
+        self, request: Request, value: LimitValue, scope: str, *, key: str | None = None
+    ) -> None:
+        """Spend one unit of each limit in `value`, for the caller (user or IP) or for `key`;
+        raise RateLimitExceededError when one is out. The smallest-window limit (or the one
+        spent) is kept for the response headers."""
+        if not self.enabled:
+            return
         counter: FixedWindowRateLimiter = request.app.state.rate_limiter
-        identifiers = (rate_limit_key(request), scope)
+        identifiers = (key or await rate_limit_key(request), scope)
         shown: RateLimitItem | None = None
         for item in _parse(value() if callable(value) else value):
             if shown is None or item < shown:
@@ -200,6 +217,7 @@ def configure_limiter(settings: Settings) -> None:
         login=settings.rate_limit_login or LOGIN_LIMIT,
         create_task=settings.rate_limit_create_task or CREATE_TASK_LIMIT,
         upload=settings.rate_limit_upload or UPLOAD_LIMIT,
+        password_reset=settings.rate_limit_password_reset or PASSWORD_RESET_LIMIT,
         default=settings.rate_limit_default or DEFAULT_LIMIT,
     )
     limiter.enabled = settings.rate_limit_enabled

@@ -25,11 +25,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_seed import FILTERS  # the filtered list the benchmark drives: explain that one
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from auth import Principal
 from db_config import build_engine, read_only
+from db_models import Credential
 from models import TaskFilters
 from services import stats as stats_service
+from services.access import act_as
 from services.task_store import TaskStore
 from settings import Settings
 
@@ -61,6 +64,11 @@ async def explain_user(database_url: str, user_id: int) -> dict[str, list[str]]:
     reads = read_only(engine)
     plans: dict[str, list[str]] = {}
     try:
+        # The statements check the caller's session (access.caller_clause): use the newest one.
+        async with reads.connect() as connection:
+            newest = select(Credential.id).where(Credential.user_id == user_id)
+            session_id = (await connection.execute(newest.order_by(Credential.id.desc()))).scalar()
+        act_as(Principal(user_id, session_id or 0))
         for name in ("list", "stats"):
             captured.clear()
             if name == "list":

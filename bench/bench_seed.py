@@ -262,7 +262,8 @@ def server_env(
         ENVIRONMENT="production",
         LOG_LEVEL="WARNING",
         RATE_LIMIT_ENABLED="false",
-        BCRYPT_ROUNDS="4",
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_KIB="64",
         DB_POOL_SIZE=str(pool_size),
         PYTHONDONTWRITEBYTECODE="1",
     )

@@ -152,7 +152,7 @@ def run_meta(args: argparse.Namespace, stamp: str) -> dict[str, str]:
             f"connections, {args.duration} s per run, {args.rounds} rounds A B, "
             f"{args.users} users x {args.tasks} tasks (POST /tasks writes as {args.users} "
             f"users of its own), DB_POOL_SIZE={args.pool_size}, "
-            "BCRYPT_ROUNDS=4, RATE_LIMIT_ENABLED=false, LOG_LEVEL=WARNING"
+            "ARGON2_TIME_COST=1, ARGON2_MEMORY_KIB=64, RATE_LIMIT_ENABLED=false, LOG_LEVEL=WARNING"
         ),
     }
 

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
 from dependencies import (
-    CurrentUserID,
     DeletableComment,
     EditableComment,
     ReadableTask,
     SettingsDep,
+    TaskReader,
     TaskStoreDep,
+    TaskWriter,
 )
 from idempotency import IdempotentRoute, idempotent
 from openapi_docs import error_responses, with_headers
@@ -41,7 +42,7 @@ async def create_comment(
     data: CommentCreate,
     task: ReadableTask,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     background: BackgroundTasks,
     settings: SettingsDep,
 ) -> CommentRead:
@@ -66,7 +67,7 @@ async def list_comments(
     paging: Annotated[Paging, Query()],
     task: ReadableTask,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskReader,
     response: Response,
 ) -> list[CommentRead]:
     """List a task's comments, oldest first, paged."""

@@ -9,14 +9,14 @@ from fastapi.responses import StreamingResponse
 
 import db_models
 from dependencies import (
-    CurrentUserID,
+    FilesOfReadableTask,
+    FilesOfWritableTask,
+    FileWriter,
     OwnedFile,
     ReadableFile,
-    ReadableTask,
     SessionDep,
     SettingsDep,
     StorageDep,
-    WritableTask,
 )
 from idempotency import IdempotentRoute, idempotent
 from models import FileRead
@@ -28,10 +28,12 @@ from services.file_types import FILE_TYPES
 task_files_router = APIRouter(
     prefix="/tasks/{task_id}/files",
     tags=["files"],
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(401, 403, 429, 503),
     route_class=IdempotentRoute,
 )
-files_router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401, 429, 503))
+files_router = APIRouter(
+    prefix="/files", tags=["files"], responses=error_responses(401, 403, 429, 503)
+)
 
 _OWNED = error_responses(403, 404, 422)
 _ACCEPTED_TYPES = sorted({t.content_type.split(";")[0] for t in FILE_TYPES.values()})
@@ -77,8 +79,8 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
 @limiter.limit(active_limit("upload"))
 async def upload_file(
     request: Request,
-    task: WritableTask,
-    user_id: CurrentUserID,
+    task: FilesOfWritableTask,
+    user_id: FileWriter,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -100,7 +102,7 @@ async def upload_file(
 
 
 @task_files_router.get("", response_model=list[FileRead], responses=_OWNED)
-async def list_files(task: ReadableTask, session: SessionDep) -> list[db_models.TaskFile]:
+async def list_files(task: FilesOfReadableTask, session: SessionDep) -> list[db_models.TaskFile]:
     """List the files attached to a task."""
     return await file_service.list_files(session, task_id=task["id"])
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from dependencies import CurrentUserID, TaskStoreDep
+from dependencies import CurrentUserID, ShareWriter, TaskStoreDep
 from openapi_docs import error_responses
 from services import people as people_service
 from sharing_models import (
@@ -24,11 +24,10 @@ notifications_router = APIRouter(
 
 @users_router.get("/search", response_model=list[UserRef], responses=error_responses(422))
 async def search_users(
-    search: Annotated[UserSearch, Query()], store: TaskStoreDep, user_id: CurrentUserID
+    search: Annotated[UserSearch, Query()], store: TaskStoreDep, user_id: ShareWriter
 ) -> list[UserRef]:
     """Users whose name starts with the query (any case): id and username, never an email."""
-    del user_id  # signed-in users only
-    return await people_service.search_users(store, search=search)
+    return await people_service.search_users(store, user_id=user_id, search=search)
 
 
 @notifications_router.get("/preferences", response_model=NotificationPreferences)

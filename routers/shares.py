@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
 
 from dependencies import (
-    CurrentUserID,
+    SHARE_WRITE_SCOPE,
     OwnedTask,
     ReadableTask,
     SettingsDep,
+    ShareWriter,
+    TaskReader,
     TaskStoreDep,
 )
 from idempotency import IdempotentRoute, idempotent
@@ -42,7 +44,7 @@ async def list_shared_with_me(
     request: Request,
     filters: Annotated[TaskFilters, Query()],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskReader,
 ) -> Response:
     """List the tasks others shared with the caller, each with its permission and owner:
     filtered, sorted and paged like GET /tasks."""
@@ -56,6 +58,7 @@ async def list_shared_with_me(
     status_code=201,
     response_model=ShareRead,
     responses={**_OWNED, **_BODY, **error_responses(409)},
+    dependencies=[SHARE_WRITE_SCOPE],
 )
 @idempotent
 async def share_task(
@@ -83,7 +86,10 @@ async def list_shares(task: OwnedTask, store: TaskStoreDep) -> list[ShareRead]:
 
 
 @router.put(
-    "/{task_id:int}/share/{username}", response_model=ShareRead, responses={**_OWNED, **_BODY}
+    "/{task_id:int}/share/{username}",
+    response_model=ShareRead,
+    responses={**_OWNED, **_BODY},
+    dependencies=[SHARE_WRITE_SCOPE],
 )
 async def update_share(
     username: ShareUsername, data: ShareUpdate, task: OwnedTask, store: TaskStoreDep
@@ -96,7 +102,7 @@ async def update_share(
 
 @router.delete("/{task_id:int}/share/{username}", status_code=204, responses=_OWNED)
 async def delete_share(
-    username: ShareUsername, task: ReadableTask, store: TaskStoreDep, user_id: CurrentUserID
+    username: ShareUsername, task: ReadableTask, store: TaskStoreDep, user_id: ShareWriter
 ) -> None:
     """Remove a share: the owner removes any, a recipient their own (leaving the task)."""
     await share_service.delete_share(store, task=task, user_id=user_id, username=username)

@@ -9,14 +9,15 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from dependencies import (
     CacheDep,
-    CurrentUserID,
     IfMatch,
     IfNoneMatch,
     ReadableTask,
     SettingsDep,
     StorageDep,
     TaskID,
+    TaskReader,
     TaskStoreDep,
+    TaskWriter,
     etag_of,
     not_modified,
 )
@@ -59,7 +60,7 @@ register_url_convertor("tag", _TagConvertor())
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(401, 403, 429, 503),
     route_class=IdempotentRoute,
 )
 _TASK = with_headers(200, "ETag")
@@ -88,7 +89,7 @@ async def list_tasks(
     request: Request,
     filters: Annotated[TaskFilters, Query()],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskReader,
 ) -> Response:
     """List the caller's tasks: filter, search, sort and page (a bare JSON array)."""
     tasks, total = await task_service.list_tasks(store, user_id=user_id, filters=filters)
@@ -105,7 +106,7 @@ async def create_task(
     request: Request,
     data: TaskCreate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
 ) -> Response:
     """Create a task."""
     task = await task_service.create_task(store, user_id=user_id, data=data)
@@ -114,7 +115,7 @@ async def create_task(
 
 @router.get("/stats", response_model=TaskStats, responses=with_headers(200, "X-Cache"))
 async def get_stats(
-    store: TaskStoreDep, cache: CacheDep, user_id: CurrentUserID, settings: SettingsDep
+    store: TaskStoreDep, cache: CacheDep, user_id: TaskReader, settings: SettingsDep
 ) -> Response:
     """Statistics over the caller's tasks (cached; `X-Cache` says HIT or MISS)."""
     body, hit = await stats_service.get_stats(
@@ -128,7 +129,7 @@ async def get_stats(
 async def bulk_update_tasks(
     data: BulkUpdate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     background: BackgroundTasks,
     settings: SettingsDep,
 ) -> Response:
@@ -165,7 +166,7 @@ async def update_task(
     task_id: TaskID,
     data: TaskUpdate,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     background: BackgroundTasks,
     settings: SettingsDep,
     if_match: IfMatch,
@@ -188,7 +189,7 @@ async def update_task(
 async def delete_task(
     task_id: TaskID,
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     storage: StorageDep,
     background: BackgroundTasks,
     if_match: IfMatch,
@@ -218,7 +219,7 @@ async def add_tags(
         ),
     ],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     if_match: IfMatch,
 ) -> Response:
     """Add tags (a JSON array of strings); tags already present are not doubled."""
@@ -241,7 +242,7 @@ async def remove_tag(
         ),
     ],
     store: TaskStoreDep,
-    user_id: CurrentUserID,
+    user_id: TaskWriter,
     if_match: IfMatch,
 ) -> Response:
     """Remove one tag from a task."""

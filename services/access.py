@@ -3,23 +3,27 @@
 Every task and file statement joins `task_clause(need)`; every refusal is decided by `refuse`,
 which keeps the original API's distinction: 401 when the caller no longer exists, 404 when the
 task does not exist, 403 when it exists but is not the caller's to use. Shares (view/edit) are
-here, and only here: `task_clause` is the owner's test OR an EXISTS over `task_shares`. Token
-scopes join it tomorrow: `Need` is what a token's scopes are checked against.
+here, and only here: `task_clause` is the owner's test OR an EXISTS over `task_shares`. A
+personal token's scopes are checked here too (`require_scope`, keyed by `Need`), and whether
+the request's session or token is still live (`caller_clause`).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from sqlalchemy import ColumnElement, Integer, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db_models import Task, TaskComment, TaskFile, TaskShare, User
+from auth import Principal
+from db_models import Credential, Task, TaskComment, TaskFile, TaskShare, User
 from exceptions import (
     ForbiddenError,
+    InsufficientScopeError,
     InvalidTokenError,
     PreconditionFailedError,
     ResourceNotFoundError,
@@ -32,10 +36,62 @@ _USERS = User.metadata.tables[User.__tablename__]
 _SHARES = TaskShare.metadata.tables[TaskShare.__tablename__]
 _FILES = TaskFile.metadata.tables[TaskFile.__tablename__]
 _COMMENTS = TaskComment.metadata.tables[TaskComment.__tablename__]
-# The caller and the task, as bound parameters every task statement shares. Not named after
-# columns: an UPDATE reserves those names for its SET clause.
+_CREDENTIALS = Credential.metadata.tables[Credential.__tablename__]
+# The caller, the credential it presents and the task, as bound parameters every task
+# statement shares. Not named after columns: an UPDATE reserves those names for its SET clause.
 CALLER = bindparam("the_caller", type_=Integer)
+CREDENTIAL = bindparam("the_credential", type_=Integer)
 TASK_ID = bindparam("the_task", type_=Integer)
+
+# The credential (session or personal token) of the request being served, set once by the
+# dependency that authenticates it (dependencies.get_current_user_id). 0 names no credential,
+# so a statement run outside an authenticated request finds no caller (401).
+_CREDENTIAL: ContextVar[int] = ContextVar("the_credential", default=0)
+
+
+def act_as(principal: Principal) -> None:
+    """The statements of this request check `principal`'s credential (see `caller_clause`)."""
+    _CREDENTIAL.set(principal.credential_id)
+
+
+def require_scope(principal: Principal, resource: str, need: Need) -> None:
+    """A personal API token's scopes, checked against what the route does with `resource`
+    ("tasks", "files"): READ needs `<resource>:read` (or `:write`, which includes it), WRITE and
+    OWNER need `<resource>:write`. A login session (no scopes) may do everything."""
+    if principal.scopes is None:
+        return
+    write = f"{resource}:write"
+    if write in principal.scopes or (need is Need.READ and f"{resource}:read" in principal.scopes):
+        return
+    raise InsufficientScopeError(f"{resource}:read" if need is Need.READ else write)
+
+
+def require_session(principal: Principal) -> None:
+    """Account management (tokens, sessions, password, email) needs a login session: a
+    personal API token is refused (403), whatever its scopes."""
+    if principal.scopes is not None:
+        raise InsufficientScopeError("account")
+
+
+def caller_params(user_id: int, **more: Any) -> dict[str, Any]:
+    """The bound parameters naming the caller: its id and the credential of this request."""
+    return {"the_caller": user_id, "the_credential": _CREDENTIAL.get(), **more}
+
+
+def caller_clause(users: Any = _USERS) -> ColumnElement[bool]:
+    """The caller's user row, only while the credential the request presents still exists.
+
+    Revocation (logout, a session ended, a password changed or reset, a token deleted) deletes
+    the credential row; every statement that loads or writes a caller's data finds its user
+    row through this clause, so the next request with that access token is a 401 on every
+    instance at once. A primary-key probe inside a statement the request runs anyway: no
+    extra round trip (docs/PERFORMANCE.md, "Accounts and sessions")."""
+    return and_(users.c.id == CALLER, live_credential())
+
+
+def live_credential() -> ColumnElement[bool]:
+    """Whether the request's credential still exists (`caller_clause` without the user row)."""
+    return exists().where(_CREDENTIALS.c.id == CREDENTIAL, _CREDENTIALS.c.user_id == CALLER)
 
 
 class Need(enum.Enum):
@@ -98,7 +154,7 @@ _VERDICTS = {
         task_clause(need).label("allowed"),
     )
     .select_from(_USERS.outerjoin(_TASKS, _TASKS.c.id == TASK_ID))
-    .where(_USERS.c.id == CALLER)
+    .where(caller_clause())
     for need in Need
 }
 
@@ -139,7 +195,7 @@ async def refuse(
     the task is there and the caller may use it, so If-Match failed (412) or, without one, the
     task was deleted meanwhile (404). `forbidden_as_missing`: 404 for 403 (a bulk body must
     not probe which ids exist)."""
-    params = {"the_caller": user_id, "the_task": task_id}
+    params = caller_params(user_id, the_task=task_id)
     row = (await connection.execute(_VERDICTS[need], params)).mappings().first()
     if forbidden_as_missing and row is not None and row["id"] is not None:
         raise TaskNotFoundError(task_id)

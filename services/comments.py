@@ -14,7 +14,14 @@ from sqlalchemy import Executable, Integer, String, bindparam, delete, func, sel
 
 from db_models import TaskComment, UTCDateTime, utcnow
 from exceptions import ResourceNotFoundError, TaskNotFoundError
-from services.access import CALLER, Need, comment_clause, decide_comment
+from services.access import (
+    CALLER,
+    Need,
+    caller_clause,
+    caller_params,
+    comment_clause,
+    decide_comment,
+)
 from services.notifications import comment_notices, schedule_notices
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
@@ -60,7 +67,7 @@ _TOTAL = select(func.count()).where(COMMENTS.c.task_id == _TASK).scalar_subquery
 _LIST = (
     select(_TOTAL.label("total"), *_PAGE.c)
     .select_from(USERS.outerjoin(_PAGE, true()))
-    .where(USERS.c.id == CALLER)
+    .where(caller_clause(USERS))
     .order_by(_PAGE.c.id)
 )
 _UPDATE = (
@@ -87,7 +94,7 @@ def _verdict(need: Need) -> Executable:
             _AUTHORS.c.username.label("author_name"),
         )
         .select_from(USERS.outerjoin(target, COMMENTS.c.id == _COMMENT))
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
     )
 
 
@@ -107,8 +114,7 @@ async def load_comment(
     store: TaskStore, *, user_id: int, comment_id: int, need: Need
 ) -> Mapping[str, Any]:
     """The comment, if the caller may change (WRITE) or delete (OWNER) it: else 401/404/403."""
-    params = {"the_caller": user_id, "the_comment": comment_id}
-    rows = await store.fetch(_verdict(need), params)
+    rows = await store.fetch(_verdict(need), caller_params(user_id, the_comment=comment_id))
     row = rows[0] if rows else None
     decide_comment(row, comment_id=comment_id)
     assert row is not None
@@ -148,8 +154,8 @@ async def list_comments(
     store: TaskStore, *, user_id: int, task_id: int, paging: Paging
 ) -> tuple[list[CommentRead], int]:
     """A page of the task's comments, oldest first, and how many it has."""
-    params = {"the_caller": user_id, "the_task": task_id}
-    rows = await store.fetch(_LIST, {**params, "skip": paging.skip, "limit": paging.limit})
+    params = caller_params(user_id, the_task=task_id, skip=paging.skip, limit=paging.limit)
+    rows = await store.fetch(_LIST, params)
     total = int(rows[0]["total"]) if rows else 0
     return [comment_read(row) for row in rows if row["id"] is not None], total
 

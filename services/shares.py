@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import BackgroundTasks
-from sqlalchemy import Integer, String, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Integer, String, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
@@ -30,12 +30,14 @@ _TASK: BindParameter[int] = bindparam("the_task", type_=Integer)
 _RECIPIENT: BindParameter[int] = bindparam("the_recipient", type_=Integer)
 _PERMISSION: BindParameter[str] = bindparam("new_permission", type_=String)
 # The named user, and (for the notices) the owner: one statement.
-_NAMED = or_(USERS.c.username == bindparam("username"), USERS.c.id == bindparam("owner"))
+# Names are one regardless of case (uq_users_username_lower): `Alice` finds alice.
+_NAME = func.lower(USERS.c.username) == func.lower(bindparam("username", type_=String))
+_NAMED = or_(_NAME, USERS.c.id == bindparam("owner"))
 _PEOPLE = select(
     USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
     USERS.c.notify_task_shared_with_me,
 ).where(_NAMED)  # fmt: skip
-_USER_ID = select(USERS.c.id).where(USERS.c.username == bindparam("username"))
+_USER_ID = select(USERS.c.id).where(_NAME)
 # Inserts nothing when the task was deleted meanwhile (404); a second share is the key's 409.
 _INSERT = insert(SHARES).from_select(
     ["task_id", "user_id", "permission", "created_at"],
@@ -86,7 +88,7 @@ async def share_task(
     async with store.engine.begin() as connection:
         params = {"username": username, "owner": owner_id}
         people = {row.id: dict(row._mapping) for row in await connection.execute(_PEOPLE, params)}
-        named = [row for row in people.values() if row["username"] == username]
+        named = [row for row in people.values() if row["username"].lower() == username.lower()]
         if not named:
             raise _no_user(username)
         recipient = named[0]

@@ -23,6 +23,7 @@ from exceptions import InvalidTokenError
 from metrics import CACHE_RESULTS
 from models import Priority, TaskStats
 from redis_config import Cache
+from services.access import CALLER, caller_clause, caller_params
 from services.task_filters import overdue_condition, today
 from services.task_store import TaskStore
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 _HITS = CACHE_RESULTS.labels("hit")
 _MISSES = CACHE_RESULTS.labels("miss")
 _ON = bindparam("on", type_=Date)
-_USER_ID = bindparam("user_id", type_=Integer)
+_USER_ID = CALLER
 # The version of the cached value (-1: none); the counts are only made when it is not current.
 _KNOWN = bindparam("known", type_=Integer)
 _USERS = User.metadata.tables[User.__tablename__]
@@ -66,7 +67,7 @@ _STATS = (
         _TAG_COUNTS.c.tagged,
     )
     .select_from(_USERS.outerjoin(_TOTALS, true()).outerjoin(_TAG_COUNTS, true()))
-    .where(_USERS.c.id == _USER_ID)
+    .where(caller_clause(_USERS))
     .order_by(_TAG_COUNTS.c.tag)
 )
 
@@ -76,7 +77,7 @@ async def compute_stats(
 ) -> tuple[int, TaskStats | None]:
     """The user's data_version and, unless it is `known`, their statistics (one statement).
     A caller who no longer exists is a 401."""
-    rows = await store.fetch(_STATS, {"user_id": user_id, "on": today(), "known": known})
+    rows = await store.fetch(_STATS, caller_params(user_id, on=today(), known=known))
     if not rows:
         raise InvalidTokenError()
     first = rows[0]

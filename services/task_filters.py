@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from db_models import Task, TaskTag, UTCDateTime
 from models import SortField, TaskFilters
-from services.access import Need, shared_clause, task_clause
+from services.access import Need, caller_params, shared_clause, task_clause
 
 _PRIORITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
@@ -103,7 +103,7 @@ def shape(filters: TaskFilters) -> Shape:
 
 
 def parameters(user_id: int, filters: TaskFilters) -> dict[str, Any]:
-    params: dict[str, Any] = {"the_caller": user_id, "skip": filters.skip, "limit": filters.limit}
+    params = caller_params(user_id, skip=filters.skip, limit=filters.limit)
     if filters.completed is not None:
         params["completed"] = filters.completed
     if filters.priority is not None:

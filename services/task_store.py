@@ -45,7 +45,17 @@ from db_models import Task, TaskFile, TaskShare, TaskTag, User, utcnow
 from exceptions import InvalidTokenError, TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority, SortField, TaskCreate, TaskFilters
 from services import task_filters
-from services.access import CALLER, TASK_ID, Need, check_version, decide, refuse, task_clause
+from services.access import (
+    TASK_ID,
+    Need,
+    caller_clause,
+    caller_params,
+    check_version,
+    decide,
+    live_credential,
+    refuse,
+    task_clause,
+)
 from services.task_writes import (
     Owner,
     TaskRow,
@@ -80,7 +90,7 @@ OWNERS: BindParameter[Any] = bindparam("owners", expanding=True)
 COMPLETION_MAIL = and_(USERS.c.notify_email, USERS.c.notify_task_completed)
 BUMP = (
     update(USERS)
-    .where(USERS.c.id.in_(OWNERS))
+    .where(USERS.c.id.in_(OWNERS), live_credential())
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
     .returning(
         USERS.c.id, USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail")
@@ -120,7 +130,7 @@ def read_statement(dialect: str, need: Need) -> Executable:
             tags_of(dialect, TASKS).label("tags"),
         )
         .select_from(USERS.outerjoin(TASKS, TASKS.c.id == TASK_ID))
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
     )
 
 
@@ -177,7 +187,7 @@ def list_statement(
             *extra,
         )
         .select_from(joined)
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
         .order_by(*task_filters.ordering(sort_by, sort_order, page, own=own))
     )
     count = select(func.count().label("total")).select_from(source).where(*where)
@@ -229,10 +239,13 @@ def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, 
     ]
 
 
-async def bump(connection: AsyncConnection, owners: list[int], added: int = 0) -> dict[int, Owner]:
-    """BUMP these owners (in id order, as every writer locks them); none left: the caller's
-    own row is gone (401)."""
-    rows = await connection.execute(BUMP, {"owners": owners, "added": added})
+async def bump(
+    connection: AsyncConnection, user_id: int, owners: list[int], added: int = 0
+) -> dict[int, Owner]:
+    """BUMP these owners (in id order, as every writer locks them), while the caller's
+    credential is live; none bumped: the caller's row or credential is gone (401)."""
+    params = caller_params(user_id, owners=owners, added=added)
+    rows = await connection.execute(BUMP, params)
     found = {row.id: Owner(row.username, row.email, bool(row.completion_mail)) for row in rows}
     if not found:
         raise InvalidTokenError()
@@ -257,7 +270,7 @@ class TaskStore:
 
     async def read(self, *, user_id: int, task_id: int, need: Need = Need.READ) -> TaskRow:
         """The task the caller may use for `need` (401 / 404 / 403 otherwise)."""
-        params = {"the_caller": user_id, "the_task": task_id}
+        params = caller_params(user_id, the_task=task_id)
         rows = await self.fetch(read_statement(self.dialect, need), params)
         row = rows[0] if rows else None
         decide(row, task_id=task_id)
@@ -291,7 +304,7 @@ class TaskStore:
         now = utcnow()
         task = self.new_row(user_id, data, now)
         async with self.engine.begin() as connection:
-            await bump(connection, [user_id], added=1)
+            await bump(connection, user_id, [user_id], added=1)
             values = {name: task[name] for name in COLUMNS if name != "id"}
             task["id"] = (await connection.execute(INSERT_TASK, values)).scalar_one()
             if task["tags"]:
@@ -333,7 +346,7 @@ class TaskStore:
                 new = [r for i in ids for r in tag_rows(owner_of[i], i, changes["tags"])]
                 if new:
                     await connection.execute(INSERT_TAGS, new)
-            owners = await bump(connection, sorted(set(owner_of.values())))
+            owners = await bump(connection, user_id, sorted(set(owner_of.values())))
         tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
         completed_now = [t for t in tasks if t["completed"] and not locked[t["id"]]]
         return Written(tasks, completed_now, owners)
@@ -344,12 +357,12 @@ class TaskStore:
         """Delete the task (owner only); its tags and file rows go with it (ON DELETE CASCADE).
         Returns the file blobs' storage keys, to remove after the commit. Of two racing deletes
         the second waits for the first's lock, then finds nothing: 404."""
-        params = {"the_task": task_id, "the_caller": user_id}
+        params = caller_params(user_id, the_task=task_id)
         async with self.engine.begin() as connection:
             await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
             await connection.execute(_DELETE_TASK, params)
-            await bump(connection, [user_id], added=-1)
+            await bump(connection, user_id, [user_id], added=-1)
         return keys
 
     async def _lock(
@@ -364,7 +377,7 @@ class TaskStore:
     ) -> dict[int, bool]:
         """Lock the tasks the caller may use for `need` (in id order) and check If-Match on
         them; every id must be there. Returns each task's `completed` before this write."""
-        params = {"ids": ids, "the_caller": user_id}
+        params = caller_params(user_id, ids=ids)
         rows = (await connection.execute(_LOCK[need], params)).all()
         if len(rows) < len(ids):
             found = {row.id for row in rows}
@@ -384,7 +397,7 @@ class TaskStore:
         return tags
 
     async def _reread(self, connection: AsyncConnection, user_id: int, task_id: int) -> TaskRow:
-        params = {"the_caller": user_id, "the_task": task_id}
+        params = caller_params(user_id, the_task=task_id)
         statement = read_statement(self.dialect, Need.WRITE)
         row = (await connection.execute(statement, params)).mappings().first()
         decide(row, task_id=task_id)

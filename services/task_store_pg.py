@@ -31,7 +31,17 @@ from db_config import DriverQuery
 from db_models import utcnow
 from exceptions import InvalidTokenError
 from models import TaskCreate
-from services.access import CALLER, TASK_ID, Need, refuse, task_clause, version_clause
+from services.access import (
+    CALLER,
+    TASK_ID,
+    Need,
+    caller_clause,
+    caller_params,
+    live_credential,
+    refuse,
+    task_clause,
+    version_clause,
+)
 from services.task_store import (
     COLUMNS,
     COMPLETION_MAIL,
@@ -61,7 +71,7 @@ def _insert_statement() -> Executable:
     On an autocommit connection it is one round trip and still atomic (one statement)."""
     caller = (
         update(USERS)
-        .where(USERS.c.id == CALLER)
+        .where(caller_clause(USERS))
         .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + 1)
         .returning(USERS.c.id.label("user_id"))
         .cte("caller")
@@ -101,7 +111,10 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
     if key in _UPDATES:
         return _UPDATES[key]
     lock = select(TASKS.c.id, TASKS.c.completed.label("was_completed"))
-    lock = lock.where(TASKS.c.id == TASK_ID, task_clause(Need.WRITE)).with_for_update()
+    # The caller's credential is checked here, before anything is written (the statement
+    # commits on its own); without it, `refuse` answers 401.
+    lock = lock.where(TASKS.c.id == TASK_ID, task_clause(Need.WRITE), live_credential())
+    lock = lock.with_for_update()
     locked = (lock.where(version_clause()) if guarded else lock).cte("locked")
     values: dict[str, Any] = {name: bindparam(f"set_{name}") for name in fields}
     values.update(updated_at=bindparam("now"), version=TASKS.c.version + 1)
@@ -157,7 +170,7 @@ class PostgresTaskStore(TaskStore):
     async def insert(self, *, user_id: int, data: TaskCreate) -> TaskRow:
         task = self.new_row(user_id, data, utcnow())
         params = {f"new_{name}": task[name] for name in _NEW_COLUMNS[1:]}
-        params.update(the_caller=user_id, tags=task["tags"])
+        params.update(caller_params(user_id, tags=task["tags"]))
         tag_rows(user_id, 0, task["tags"])  # the tag count limit, before any write
         async with self.engine.connect() as connection:
             single = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -178,7 +191,7 @@ class PostgresTaskStore(TaskStore):
         self, user_id: int, task_id: int, changes: Mapping[str, Any], allowed: frozenset[int] | None
     ) -> Written:
         fields, params = field_params(changes)
-        params.update(now=utcnow(), the_caller=user_id, the_task=task_id)
+        params.update(caller_params(user_id, now=utcnow(), the_task=task_id))
         if allowed is not None:
             params["allowed"] = sorted(allowed)  # one int[] parameter (access.version_clause)
         statement = _update_statement(fields, allowed is not None)

@@ -136,7 +136,8 @@ def base_settings(
         redis_url=redis_url,
         # Per-run prefix: reruns and parallel runs never see each other's counters or cache.
         redis_key_prefix=f"tmtest:{uuid.uuid4().hex[:8]}:",
-        bcrypt_rounds=4,  # the production default (12) is asserted in test_settings.py
+        argon2_time_cost=1,  # cheap hashes for speed; the production defaults: test_settings.py
+        argon2_memory_kib=64,
         log_level="WARNING",
         gc_tuning=False,  # tests build hundreds of apps in one process; test_settings covers it
     )

@@ -31,7 +31,8 @@ def app_env(tmp: Path, **overrides: str) -> dict[str, str]:
         "SECRET_KEY": SECRET,
         "SECRET_KEY_FILE": str(tmp / ".secret_key"),
         "UPLOAD_DIR": str(tmp / "uploads"),
-        "BCRYPT_ROUNDS": "4",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
         "GC_TUNING": "false",
     }
     env.update(overrides)

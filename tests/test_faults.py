@@ -77,7 +77,7 @@ async def test_database_unreachable_gives_503_on_every_route_idempotent_ones_inc
     app_factory: Callable[..., Any], dead_url: str
 ) -> None:
     async with app_factory(database_url=dead_url, db_connect_timeout=1) as app:
-        token = create_access_token(1, secret=app.state.secret_key, expires_minutes=5)
+        token = create_access_token(1, session_id=1, secret=app.state.secret_key, expires_minutes=5)
         headers = {"Authorization": f"Bearer {token}"}
         async with client_for(app) as client:
             answers = [
@@ -106,7 +106,8 @@ def server_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": database_url,
         "SECRET_KEY": "sigterm-test-secret-key-of-enough-length",
-        "BCRYPT_ROUNDS": "4",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
         "UPLOAD_DIR": str(tmp_path / "uploads"),
         "REDIS_URL": "",
         "LOG_LEVEL": "WARNING",

@@ -113,3 +113,51 @@ def test_trigram_migration_as_a_role_that_may_not_create_extensions(
         assert _tables(as_role) == set()
     finally:
         admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _execute(url: str, *statements: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(normalize_database_url(url))
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _user(row_id: int, name: str, email: str) -> str:
+    return (
+        "INSERT INTO users (id, username, email, hashed_password, created_at, data_version, "
+        f"task_count) VALUES ({row_id}, '{name}', '{email}', 'x', '2026-01-01 00:00:00', 0, 0)"
+    )
+
+
+def test_0008_stops_on_names_differing_only_by_case_then_upgrades_once_resolved(
+    empty_database: str,
+) -> None:
+    migrate(empty_database, "0007")
+    _execute(
+        empty_database,
+        _user(1, "Alice", "alice@example.com"),
+        _user(2, "alice", "alice2@example.com"),
+        _user(3, "bob", "Bob@Example.com"),
+        _user(4, "bobby", "bob@example.com"),
+        _user(5, "carol", "carol@example.com"),
+    )
+    with pytest.raises(RuntimeError) as stopped:
+        migrate(empty_database)
+    message = str(stopped.value)
+    assert "username 'Alice', 'alice' (ids 1, 2)" in message
+    assert "email 'Bob@Example.com', 'bob@example.com' (ids 3, 4)" in message
+    assert "carol" not in message
+    version = "SELECT version_num FROM alembic_version"
+    assert _inspect(empty_database, lambda sync: sync.execute(text(version)).scalar()) == "0007"
+
+    _execute(
+        empty_database,
+        "UPDATE users SET username = 'alice_2' WHERE id = 2",
+        "UPDATE users SET email = 'bobby@example.com' WHERE id = 4",
+    )
+    migrate(empty_database)
+    assert _tables(empty_database) >= APP_TABLES | {"credentials", "refresh_tokens"}

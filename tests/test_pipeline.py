@@ -132,13 +132,13 @@ async def test_token_is_verified_once_per_request(
 ) -> None:
     user = await make_user(client)
     verified: list[str] = []
-    verify = auth.token_user_id
+    verify = auth.token_principal
 
-    def counting(token: str, *, secret: str) -> int:
+    def counting(token: str, *, secret: str) -> auth.Principal:
         verified.append(token)
         return verify(token, secret=secret)
 
-    monkeypatch.setattr(auth, "token_user_id", counting)
+    monkeypatch.setattr(auth, "token_principal", counting)
     for n in (1, 2):  # once per request, however many parts of the pipeline ask who is calling
         headers = {**user.headers, **({"Idempotency-Key": f"{key}-{n}"} if key else {})}
         response = await client.request(method, path, json=body, headers=headers)

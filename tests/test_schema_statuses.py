@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 from auth import create_access_token
-from tests.conftest import ANSWERED, LAST_TEST, client_for
+from tests.conftest import ANSWERED, LAST_TEST, client_for, make_user
 
 # Nothing answers on port 9 (discard): every query fails at once as "unavailable".
 DEAD_DATABASE = "postgresql://nobody@127.0.0.1:9/none"
@@ -43,13 +43,13 @@ def operations(app: FastAPI) -> list[Operation]:
 _PATH_VALUES = {"tag": "a-tag", "username": "alice"}
 
 
-def _url(path: str, operation: dict[str, Any]) -> str:
+def _url(path: str, operation: dict[str, Any] | None = None) -> str:
     """The path with valid parameters, and each required query parameter's example (so the
     request gets past validation to the error paths under test)."""
     url = re.sub(r"\{(\w+)\}", lambda m: _PATH_VALUES.get(m.group(1), "1"), path)
     query = {
         parameter["name"]: parameter["schema"]["examples"][0]
-        for parameter in operation.get("parameters", [])
+        for parameter in (operation or {}).get("parameters", [])
         if parameter["in"] == "query" and parameter.get("required")
     }
     return f"{url}?{urlencode(query)}" if query else url
@@ -81,7 +81,7 @@ async def outage(app_factory: Callable[..., Any]) -> AsyncIterator[tuple[FastAPI
     async with app_factory(
         database_url=DEAD_DATABASE, db_connect_timeout=1, rate_limit_default="1/hour"
     ) as app:
-        token = create_access_token(1, secret=app.state.secret_key, expires_minutes=5)
+        token = create_access_token(1, session_id=1, secret=app.state.secret_key, expires_minutes=5)
         yield app, {"Authorization": f"Bearer {token}"}
 
 
@@ -104,7 +104,8 @@ async def test_shared_error_paths_of_every_route_are_documented(
     app: FastAPI, outage: tuple[FastAPI, dict[str, str]]
 ) -> None:
     dead, token = outage
-    async with client_for(app) as client, client_for(dead) as down:
+    async with client_for(app) as client, client_for(dead) as down, client_for(app) as scripted:
+        pat = await _personal_token(scripted, ["tasks:read"])
         for method, path, operation in operations(app):
             documented = _documented(operation)
             url, body = _url(path, operation), _example_body(app, operation)
@@ -112,6 +113,11 @@ async def test_shared_error_paths_of_every_route_are_documented(
             answers["no token"] = await client.request(method, url, **body)
             answers["database down"] = await down.request(method, url, headers=token, **body)
             answers["limit spent"] = await down.request(method, url, headers=token, **body)
+            # A personal token with one scope: the routes it may not use answer 403 (documented)
+            answers["personal token"] = await scripted.request(method, url, headers=pat, **body)
+            if answers["personal token"].status_code == 403 and operation.get("security"):
+                refused = answers["personal token"].headers.get("www-authenticate", "")
+                assert refused in ("", 'Bearer error="insufficient_scope"'), (method, path)
             if "requestBody" in operation:
                 answers["too large"] = await client.request(
                     method, url, content=b"{}", headers={**token, "Content-Length": "99999999"}
@@ -133,6 +139,15 @@ async def test_shared_error_paths_of_every_route_are_documented(
                 assert answers["too large"].status_code == 413, (method, path)
             if "malformed" in answers:
                 assert answers["malformed"].status_code == 400, (method, path)
+
+
+async def _personal_token(client: httpx.AsyncClient, scopes: list[str]) -> dict[str, str]:
+    user = await make_user(client)
+    created = await client.post(
+        "/users/me/tokens", json={"name": "walk", "scopes": scopes}, headers=user.headers
+    )
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['token']}"}
 
 
 def test_every_status_answered_in_this_run_is_documented(app: FastAPI) -> None:

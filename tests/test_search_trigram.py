@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from auth import Principal
 from db_config import normalize_database_url
-from db_models import Task, User
+from db_models import Credential, Task, User
 from models import TaskFilters
+from services.access import act_as
 from services.task_store import TaskStore
 from tests.conftest import migrate
 
@@ -76,7 +78,7 @@ def search_database(empty_database: str) -> str:
 
 
 @pytest.fixture
-async def trigram_only(search_database: str) -> AsyncIterator[tuple[AsyncEngine, int]]:
+async def trigram_only(search_database: str) -> AsyncIterator[tuple[AsyncEngine, Principal]]:
     """A database where only the trigram indexes can find a user's rows (its btree indexes on
     tasks dropped, other scans a last resort), and a user with TASKS after FILLER others."""
     engine = create_async_engine(
@@ -100,6 +102,12 @@ async def trigram_only(search_database: str) -> AsyncIterator[tuple[AsyncEngine,
             ],
         )
         searcher, someone = users.scalars().all()
+        # The searcher's login session: every task statement checks it (access.caller_clause).
+        session = await connection.execute(
+            insert(Credential).returning(Credential.id),
+            [{"user_id": searcher, "kind": "session"}],
+        )
+        searcher_session = session.scalar_one()
         await connection.execute(
             text(
                 "INSERT INTO tasks (user_id, title, description, completed, priority, "
@@ -115,14 +123,16 @@ async def trigram_only(search_database: str) -> AsyncIterator[tuple[AsyncEngine,
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("ANALYZE tasks"))
-    yield engine, searcher
+    yield engine, Principal(searcher, searcher_session)
     await engine.dispose()
 
 
 async def test_search_through_the_trigram_indexes_finds_exactly_the_matches(
-    trigram_only: tuple[AsyncEngine, int],
+    trigram_only: tuple[AsyncEngine, Principal],
 ) -> None:
-    engine, user_id = trigram_only
+    engine, searcher = trigram_only
+    act_as(searcher)
+    user_id = searcher.user_id
     sent: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import pytest
+from argon2 import PasswordHasher
 from pydantic import SecretStr, ValidationError
 
 from auth import hash_password
@@ -22,7 +22,7 @@ def test_defaults_are_the_embedded_stack() -> None:
     settings = Settings(_env_file=None)
     assert settings.database_url.startswith("sqlite")
     assert settings.redis_url is None
-    assert settings.bcrypt_rounds == 12
+    assert (settings.argon2_time_cost, settings.argon2_memory_kib) == (3, 65536)
     assert settings.rate_limit_enabled is True
 
 
@@ -78,10 +78,10 @@ def test_unsupported_database_is_refused() -> None:
         normalize_database_url("mysql://u@db/app")
 
 
-async def test_default_bcrypt_cost_is_12() -> None:
-    hashed = await hash_password("a-password", rounds=Settings(_env_file=None).bcrypt_rounds)
-    assert hashed.startswith("$2b$12$")
-    assert bcrypt.checkpw(b"a-password", hashed.encode())
+async def test_default_password_hash_is_argon2id_at_rfc_9106_cost() -> None:
+    hashed = await hash_password("a-password", cost=Settings(_env_file=None).hash_cost)
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert PasswordHasher().verify(hashed, "a-password")
 
 
 async def test_gc_tuning_freezes_start_up_heap_and_is_undone_at_shutdown(

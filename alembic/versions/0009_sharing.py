@@ -1,7 +1,6 @@
 """Sharing, comments and notification preferences (issue #13).
 
-Follows 0007 on main. The `accounts` branch adds 0008; whoever merges both re-chains this one
-after it (down_revision = "0008"): the two touch different columns and tables.
+Follows 0008 (accounts and sessions); the two touch different columns and tables.
 
 * `task_shares`: a task shared with another user to view or edit (services.access.task_clause
   widens READ and WRITE with an EXISTS over it); keyed (task_id, user_id), with the recipient's
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -111,7 +111,8 @@ def _server_env(workdir: Path) -> dict[str, str]:
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'fuzz.db'}"),
         "SECRET_KEY": "fuzzing-secret-key-fuzzing-secret-key-0",
         "RATE_LIMIT_ENABLED": "false",  # limits are tested on their own; here they'd end runs
-        "BCRYPT_ROUNDS": "4",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
         "ACCESS_TOKEN_EXPIRE_MINUTES": "120",
         "UPLOAD_DIR": str(workdir / "uploads"),
         "LOG_LEVEL": "WARNING",

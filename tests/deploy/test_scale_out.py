@@ -79,7 +79,8 @@ def _instance_env(database_url: str, prefix: str, tmp: Path) -> dict[str, str]:
         "ENVIRONMENT": "test",
         "SECRET_KEY": f"scale-out-{uuid.uuid4().hex}-shared-by-both",
         "TRUSTED_PROXIES": "127.0.0.1/32",
-        "BCRYPT_ROUNDS": "4",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
         "LOG_LEVEL": "WARNING",
         "UPLOAD_DIR": str(tmp / "uploads"),
     }
