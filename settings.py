@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=10.0, gt=0)
     smtp_max_attempts: int = Field(default=3, ge=1, le=10)
     smtp_retry_backoff: float = Field(default=2.0, ge=0)
+    # Share and comment notices go to verified addresses only; completion mail too once this is
+    # on (off by default: the original API mailed every completion).
+    email_require_verified: bool = False
 
     # Request hardening
     max_request_body: int = Field(default=1024 * 1024, ge=1024)

@@ -17,12 +17,13 @@ from sharing_models import (
 )
 
 users_router = APIRouter(prefix="/users", tags=["users"], responses=error_responses(401, 429, 503))
+# Preferences are the account's: a personal API token is refused (403), as on /users/me.
 notifications_router = APIRouter(
-    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 429, 503)
+    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 403, 429, 503)
 )
 
 
-@users_router.get("/search", response_model=list[UserRef], responses=error_responses(422))
+@users_router.get("/search", response_model=list[UserRef], responses=error_responses(403, 422))
 async def search_users(
     search: Annotated[UserSearch, Query()], store: TaskStoreDep, user_id: ShareWriter
 ) -> list[UserRef]:

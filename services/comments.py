@@ -50,7 +50,7 @@ _INSERT = (
 # The author and the task's owner, for the answer and the owner's notice.
 _PEOPLE = select(
     USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
-    USERS.c.notify_comment_on_my_task,
+    USERS.c.notify_comment_on_my_task, USERS.c.email_verified,
 ).where(USERS.c.id.in_([CALLER, bindparam("owner", type_=Integer)]))  # fmt: skip
 _PAGE = (
     select(*(COMMENTS.c[name] for name in _FIELDS), _AUTHORS.c.username.label("author_name"))

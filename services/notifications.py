@@ -1,5 +1,6 @@
 """Email notices, scheduled after the commit of what they tell: tasks completed, a task shared,
-a comment on someone's task. Each honours its addressee's preferences (users.notify_*)."""
+a comment on someone's task. Each honours its addressee's preferences (users.notify_*); share
+and comment notices go to verified addresses only (completion mail: EMAIL_REQUIRE_VERIFIED)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def schedule_notices(
         background.add_task(send_notice, settings, notice)
 
 
+def _wants(person: Mapping[str, Any], kind: str = "notify_email") -> bool:
+    """Whether a notice of this kind may go to this person: a verified address, email on, and
+    this kind on."""
+    return bool(person["email_verified"] and person["notify_email"] and person[kind])
+
+
 def share_notices(
     *,
     task_id: int,
@@ -44,7 +51,7 @@ def share_notices(
     """A task was shared: tell the recipient (unless they turned it off) and its owner."""
     notices = []
     right = "edit" if permission == "edit" else "view"
-    if recipient["notify_email"] and recipient["notify_task_shared_with_me"]:
+    if _wants(recipient, "notify_task_shared_with_me"):
         notices.append(
             Notice(
                 "share", task_id, recipient["email"],
@@ -53,7 +60,7 @@ def share_notices(
                 f" (task #{task_id}) with you; you can {right} it.\n\n-- Task Manager\n",
             )
         )  # fmt: skip
-    if owner["notify_email"]:
+    if _wants(owner):
         notices.append(
             Notice(
                 "share", task_id, owner["email"], f"You shared a task: {title}",
@@ -68,7 +75,7 @@ def comment_notices(
     *, task_id: int, title: str, owner: Mapping[str, Any], author: str, content: str
 ) -> list[Notice]:
     """Someone else commented on a task: tell its owner, unless they turned it off."""
-    if not (owner["notify_email"] and owner["notify_comment_on_my_task"]):
+    if not _wants(owner, "notify_comment_on_my_task"):
         return []
     return [
         Notice(

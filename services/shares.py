@@ -35,7 +35,7 @@ _NAME = func.lower(USERS.c.username) == func.lower(bindparam("username", type_=S
 _NAMED = or_(_NAME, USERS.c.id == bindparam("owner"))
 _PEOPLE = select(
     USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
-    USERS.c.notify_task_shared_with_me,
+    USERS.c.notify_task_shared_with_me, USERS.c.email_verified,
 ).where(_NAMED)  # fmt: skip
 _USER_ID = select(USERS.c.id).where(_NAME)
 # Inserts nothing when the task was deleted meanwhile (404); a second share is the key's 409.

@@ -93,7 +93,11 @@ BUMP = (
     .where(USERS.c.id.in_(OWNERS), live_credential())
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
     .returning(
-        USERS.c.id, USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail")
+        USERS.c.id,
+        USERS.c.username,
+        USERS.c.email,
+        COMPLETION_MAIL.label("completion_mail"),
+        USERS.c.email_verified,
     )
 )
 
@@ -246,7 +250,10 @@ async def bump(
     credential is live; none bumped: the caller's row or credential is gone (401)."""
     params = caller_params(user_id, owners=owners, added=added)
     rows = await connection.execute(BUMP, params)
-    found = {row.id: Owner(row.username, row.email, bool(row.completion_mail)) for row in rows}
+    found = {
+        row.id: Owner(row.username, row.email, bool(row.completion_mail), bool(row.email_verified))
+        for row in rows
+    }
     if not found:
         raise InvalidTokenError()
     return found

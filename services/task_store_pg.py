@@ -129,7 +129,12 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         update(USERS)
         .where(USERS.c.id == select(patched.c.user_id).scalar_subquery())
         .values(data_version=USERS.c.data_version + 1)
-        .returning(USERS.c.username, USERS.c.email, COMPLETION_MAIL.label("completion_mail"))
+        .returning(
+            USERS.c.username,
+            USERS.c.email,
+            COMPLETION_MAIL.label("completion_mail"),
+            USERS.c.email_verified,
+        )
         .cte("bumped")
     )
     seen_version = select(TASKS.c.version).where(TASKS.c.id == TASK_ID).scalar_subquery()
@@ -210,5 +215,7 @@ class PostgresTaskStore(TaskStore):
             row = {**row, **await self.read(user_id=user_id, task_id=task_id, need=Need.WRITE)}
         task = as_task(row)
         completed_now = [task] if task["completed"] and not row["was_completed"] else []
-        owner = Owner(row["username"], row["email"], bool(row["completion_mail"]))
+        owner = Owner(
+            row["username"], row["email"], bool(row["completion_mail"]), bool(row["email_verified"])
+        )
         return Written([task], completed_now, {task["user_id"]: owner})

@@ -66,11 +66,12 @@ class Write:
 @dataclass(frozen=True)
 class Owner:
     """An owner of written tasks, as the data_version bump returned them: for the completion
-    email, which they may have turned off."""
+    email, which they may have turned off (or not verified the address of)."""
 
     username: str
     email: str
     completion_mail: bool
+    verified: bool = False
 
 
 @dataclass

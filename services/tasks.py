@@ -49,7 +49,7 @@ def _notify(background: BackgroundTasks, settings: Settings, written: Written) -
     """One email to each owner naming every task of theirs this request completed (none, or
     completion mail turned off: no email), whoever completed them."""
     for owner_id, owner in written.owners.items():
-        if not owner.completion_mail:
+        if not owner.completion_mail or (settings.email_require_verified and not owner.verified):
             continue
         completed = [task for task in written.completed_now if task["user_id"] == owner_id]
         schedule_completion_notice(

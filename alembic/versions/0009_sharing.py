@@ -96,11 +96,13 @@ def _create_comments() -> None:
 def upgrade() -> None:
     _create_shares()
     _create_comments()
-    with op.batch_alter_table("users", **_REBUILD) as batch_op:  # type: ignore[arg-type]
-        for name in _PREFERENCES:
-            batch_op.add_column(
-                sa.Column(name, sa.Boolean(), server_default=sa.true(), nullable=False)
-            )
+    # Plain ADD COLUMN (SQLite has it for a column with a constant default): a batch rebuild
+    # of `users` would drop 0008's expression indexes (uq_users_*_lower), which SQLite's
+    # reflection does not return.
+    for name in _PREFERENCES:
+        op.add_column(
+            "users", sa.Column(name, sa.Boolean(), server_default=sa.true(), nullable=False)
+        )
     with op.batch_alter_table("task_files", **_REBUILD) as batch_op:  # type: ignore[arg-type]
         batch_op.add_column(sa.Column("uploaded_by", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
@@ -116,5 +118,10 @@ def downgrade() -> None:
     with op.batch_alter_table("users", **_REBUILD) as batch_op:  # type: ignore[arg-type]
         for name in reversed(_PREFERENCES):
             batch_op.drop_column(name)
+    if op.get_bind().dialect.name == "sqlite":  # the rebuild dropped 0008's expression indexes
+        for column in ("username", "email"):
+            op.create_index(
+                f"uq_users_{column}_lower", "users", [sa.text(f"lower({column})")], unique=True
+            )
     op.drop_table("task_comments")
     op.drop_table("task_shares")
