@@ -38,7 +38,7 @@ ShareUsername = Annotated[Username, Path(description="The user the task is share
 @router.get(
     "/shared-with-me",
     response_model=list[SharedTaskRead],
-    responses={**with_headers(200, "X-Total-Count", "Link"), **error_responses(422)},
+    responses={**with_headers(200, "X-Total-Count", "Link"), **error_responses(403, 422)},
 )
 async def list_shared_with_me(
     request: Request,

@@ -148,6 +148,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         bumped.c.username,
         bumped.c.email,
         bumped.c.completion_mail,
+        bumped.c.email_verified,
         seen_version.label("snapshot_version"),
         seen_tags.label("tags"),
     ).select_from(patched.join(bumped, true()))
