@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from logging.config import fileConfig
 
 from sqlalchemy import pool
@@ -94,10 +95,15 @@ async def run_migrations_online() -> None:
     url = _database_url()
     connect_args = {"timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
     engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    threads = set(threading.enumerate())
     try:
         try:
             connection = await engine.connect()
         except (OSError, TimeoutError, DBAPIError) as exc:
+            # A thread the driver started for this attempt (aiosqlite's) may still be stopping;
+            # let it finish while the loop runs, or it reports into a closed loop at exit.
+            for thread in set(threading.enumerate()) - threads:
+                await asyncio.to_thread(thread.join, 5)
             raise ConfigurationError(_unreachable(url, exc)) from None
         try:
             await connection.run_sync(_run_sync)
