@@ -41,6 +41,7 @@ from exceptions import (
 )
 from openapi_docs import error_responses, header_schema, headers_of
 from services import idempotency as idempotency_service
+from services.access import act_as
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
@@ -146,6 +147,7 @@ class _KeyedRequests:
             await self.app(scope, receive, send)
             return
         user_id = caller.user_id
+        act_as(caller)  # the statements below check this credential (access.caller_clause)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as body:
             size = await _spool(receive, body)
             if size > _SPOOL_IN_MEMORY:  # on disk: hash it off the event loop

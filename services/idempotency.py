@@ -12,7 +12,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db_models import IdempotencyKey, utcnow
+from db_models import IdempotencyKey, User, utcnow
+from exceptions import InvalidTokenError
+from services.access import caller_clause, caller_params
 
 RETENTION = timedelta(hours=24)
 
@@ -44,11 +46,17 @@ async def reserve(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        return await session.scalar(
+        existing = await session.scalar(
             select(IdempotencyKey).where(
                 IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
             )
         )
+        # A replay answers before the route's own statements run: check here that the
+        # session (or personal token) that sends it has not been revoked meanwhile.
+        live = select(User.id).where(caller_clause(User.__table__))
+        if existing is not None and await session.scalar(live, caller_params(user_id)) is None:
+            raise InvalidTokenError() from None
+        return existing
     return None
 
 

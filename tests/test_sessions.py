@@ -176,3 +176,18 @@ async def test_a_token_naming_another_users_session_is_refused(client: httpx.Asy
         algorithm="HS256",
     )
     assert_error(await client.get("/tasks", headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+async def test_idempotent_replay_after_logout_is_401_not_the_stored_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    pair = await _login(client, user.username)
+    headers = {**_bearer(pair), "Idempotency-Key": "create-once"}
+    first = await client.post("/tasks", json={"title": "once"}, headers=headers)
+    assert first.status_code == 201
+    replayed = await client.post("/tasks", json={"title": "once"}, headers=headers)
+    assert replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert (await client.post("/auth/logout", headers=_bearer(pair))).status_code == 204
+    assert_error(await client.post("/tasks", json={"title": "once"}, headers=headers), 401)
