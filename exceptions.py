@@ -41,6 +41,20 @@ class BadRequestError(AppError):
     title = "Bad Request"
 
 
+class ResourceNotFoundError(AppError):
+    """A user, share or comment that does not exist (tasks and files have their own)."""
+
+    status_code = 404
+    title = "Not Found"
+
+
+class ForbiddenError(AppError):
+    """The caller may see the thing but not do this to it (a comment they did not write)."""
+
+    status_code = 403
+    title = "Forbidden"
+
+
 class AuthenticationError(AppError):
     status_code = 401
     title = "Unauthorized"
@@ -78,10 +92,7 @@ class InvalidAccountTokenError(BadRequestError):  # unknown, used, expired: one 
         super().__init__("The token is invalid, used or expired")
 
 
-class CredentialNotFoundError(AppError):
-    status_code = 404
-    title = "Not Found"
-
+class CredentialNotFoundError(ResourceNotFoundError):
     def __init__(self, kind: str, item_id: int) -> None:  # a session or a personal token
         super().__init__(f"{kind.capitalize()} with ID {item_id} not found", id=item_id)
 
@@ -99,10 +110,7 @@ class TaskNotFoundError(AppError):
         super().__init__(f"Task with ID {task_id} not found", task_id=task_id)
 
 
-class TaskAccessDeniedError(AppError):
-    status_code = 403
-    title = "Forbidden"
-
+class TaskAccessDeniedError(ForbiddenError):
     def __init__(self, task_id: int) -> None:
         super().__init__(f"You do not have access to task {task_id}", task_id=task_id)
 
@@ -139,29 +147,12 @@ class ConflictError(AppError):
     title = "Conflict"
 
 
-class ResourceNotFoundError(AppError):
-    """A user, share or comment that does not exist (tasks and files have their own)."""
-
-    status_code = 404
-    title = "Not Found"
-
-
-class ForbiddenError(AppError):
-    """The caller may see the thing but not do this to it (a comment they did not write)."""
-
-    status_code = 403
-    title = "Forbidden"
-
-
 class AlreadyVerifiedError(ConflictError):
     def __init__(self) -> None:
         super().__init__("The email address is already verified")
 
 
-class DuplicateUserError(AppError):
-    status_code = 409
-    title = "Conflict"
-
+class DuplicateUserError(ConflictError):
     def __init__(self, field: str) -> None:
         super().__init__(f"A user with that {field} already exists", field=field)
 
@@ -174,10 +165,7 @@ class AttachmentNotFoundError(AppError):
         super().__init__(f"File with ID {file_id} not found", file_id=file_id)
 
 
-class AttachmentAccessDeniedError(AppError):
-    status_code = 403
-    title = "Forbidden"
-
+class AttachmentAccessDeniedError(ForbiddenError):
     def __init__(self, file_id: int) -> None:
         super().__init__(f"You do not have access to file {file_id}", file_id=file_id)
 

@@ -54,6 +54,25 @@ def _tuned_gc(enabled: bool) -> Iterator[None]:
         gc.unfreeze()
 
 
+# Each request is matched against the routes in this order: the busiest first, the account
+# routes last (18 routes in front of the task routes cost GET /tasks/{id} ~30 us).
+_ROUTERS = (
+    health.router,
+    auth.router,
+    tasks.router,
+    shares.router,
+    files.task_files_router,
+    files.files_router,
+    comments.task_comments_router,
+    comments.comments_router,
+    people.users_router,
+    people.notifications_router,
+    auth.sessions_router,
+    users.router,
+    notifications.router,
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -99,20 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body=settings.max_request_body,
         max_upload=settings.max_upload_size,
     )
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(tasks.router)
-    app.include_router(shares.router)
-    app.include_router(files.task_files_router)
-    app.include_router(files.files_router)
-    app.include_router(comments.task_comments_router)
-    app.include_router(comments.comments_router)
-    # After the busiest routes: each request is matched against the routes in this order.
-    app.include_router(people.users_router)
-    app.include_router(people.notifications_router)
-    app.include_router(auth.sessions_router)
-    app.include_router(users.router)
-    app.include_router(notifications.router)
+    for router in _ROUTERS:
+        app.include_router(router)
     if settings.serves_docs:  # DOCS_ENABLED; by default not in production
         install_docs(app)
     return app

@@ -42,8 +42,8 @@ from sqlalchemy.sql.elements import BindParameter
 
 from db_config import read_only
 from db_models import Task, TaskFile, TaskShare, TaskTag, User, utcnow
-from exceptions import InvalidTokenError, TooManyTagsError
-from models import MAX_TAGS_PER_TASK, Priority, SortField, TaskCreate, TaskFilters
+from exceptions import InvalidTokenError
+from models import SortField, TaskCreate, TaskFilters
 from services import task_filters
 from services.access import (
     TASK_ID,
@@ -64,6 +64,8 @@ from services.task_writes import (
     as_fields,
     as_shared,
     as_task,
+    field_params,
+    tag_rows,
 )
 
 _METADATA = Task.metadata
@@ -121,7 +123,6 @@ def tags_of(dialect: str, source: FromClause) -> ColumnElement[Any]:
     return select(func.json_group_array(ordered.c.tag)).scalar_subquery()
 
 
-@lru_cache(maxsize=8)
 @cache
 def read_statement(dialect: str, need: Need) -> Executable:
     """The caller's row outer-joined to the task, with the verdict (`access.decide`), the
@@ -223,24 +224,6 @@ def update_statement(fields: tuple[str, ...]) -> Executable:
     values.update(updated_at=bindparam("now"), version=TASKS.c.version + 1)
     returned = (TASKS.c[name] for name in COLUMNS)
     return update(TASKS).where(TASKS.c.id.in_(IDS)).values(values).returning(*returned)
-
-
-def field_params(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The columns a change writes (sorted: one statement per shape) and their values."""
-    fields = tuple(sorted(name for name in changes if name != "tags"))
-    params = {f"set_{name}": changes[name] for name in fields}
-    if "priority" in changes:
-        params["set_priority"] = Priority(changes["priority"]).value
-    return fields, params
-
-
-def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, Any]]:
-    if len(tags) > MAX_TAGS_PER_TASK:
-        raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
-    return [
-        {"task_id": task_id, "user_id": user_id, "tag": tag, "position": position}
-        for position, tag in enumerate(tags)
-    ]
 
 
 async def bump(

@@ -13,6 +13,7 @@ Every other write (tags, bulk, delete) is the portable form.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -49,10 +50,8 @@ from services.task_store import (
     TASKS,
     USERS,
     TaskStore,
-    field_params,
-    tag_rows,
 )
-from services.task_writes import Owner, TaskRow, Write, Written, as_task
+from services.task_writes import Owner, TaskRow, Write, Written, as_task, field_params, tag_rows
 
 # The caller's id first: the INSERT selects it from the `caller` CTE, the rest are bound.
 _NEW_COLUMNS = ("user_id", *(name for name in COLUMNS if name not in ("id", "user_id")))
@@ -89,9 +88,9 @@ def _insert_statement() -> Executable:
 
 _INSERT = _insert_statement()
 _RETURNED = [TASKS.c[name] for name in COLUMNS]
-_UPDATES: dict[tuple[tuple[str, ...], bool], Executable] = {}
 
 
+@lru_cache(maxsize=256)
 def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
     """The whole PATCH of one task, tags not sent, as one statement (built once per shape).
 
@@ -107,9 +106,6 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
     and its row lock, which `snapshot_version + 1 == version` tells the caller. For the same
     reason a PATCH that sends tags takes the portable path: a DELETE of the tags not listed
     would only see the tags of the statement's snapshot, and keep any added meanwhile."""
-    key = (fields, guarded)
-    if key in _UPDATES:
-        return _UPDATES[key]
     lock = select(TASKS.c.id, TASKS.c.completed.label("was_completed"))
     # The caller's credential is checked here, before anything is written (the statement
     # commits on its own); without it, `refuse` answers 401.
@@ -152,7 +148,6 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         seen_version.label("snapshot_version"),
         seen_tags.label("tags"),
     ).select_from(patched.join(bumped, true()))
-    _UPDATES[key] = statement
     return statement
 
 

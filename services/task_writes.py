@@ -1,6 +1,7 @@
 """The words the statement layer (services.task_store, task_store_pg) and the use cases
 (services.tasks) share: a task row as TaskRead's fields (`as_fields`, `as_task`, `as_shared`),
-what a write of tasks asks for (`Write`) and what it did (`Written`)."""
+what a write of tasks asks for (`Write`, `field_params`, `tag_rows`) and what it did (`Written`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from exceptions import TooManyTagsError
+from models import MAX_TAGS_PER_TASK, Priority
 
 TaskRow = dict[str, Any]
 TagEdit = Callable[[list[str]], list[str] | None]
@@ -82,3 +86,21 @@ class Written:
     tasks: list[TaskRow]
     completed_now: list[TaskRow] = field(default_factory=list)
     owners: Mapping[int, Owner] = field(default_factory=dict)
+
+
+def field_params(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The columns a change writes (sorted: one statement per shape) and their values."""
+    fields = tuple(sorted(name for name in changes if name != "tags"))
+    params = {f"set_{name}": changes[name] for name in fields}
+    if "priority" in changes:
+        params["set_priority"] = Priority(changes["priority"]).value
+    return fields, params
+
+
+def tag_rows(user_id: int, task_id: int, tags: Sequence[str]) -> list[dict[str, Any]]:
+    if len(tags) > MAX_TAGS_PER_TASK:
+        raise TooManyTagsError(task_id, MAX_TAGS_PER_TASK)
+    return [
+        {"task_id": task_id, "user_id": user_id, "tag": tag, "position": position}
+        for position, tag in enumerate(tags)
+    ]

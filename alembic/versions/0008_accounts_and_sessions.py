@@ -30,12 +30,13 @@ class CaseCollisionError(RuntimeError):
 
 def _collisions(column: str) -> list[str]:
     """`<column> a, b (ids 1, 2)` for each group of rows equal but for case."""
+    users = sa.table("users", sa.column("id"), sa.column(column))
+    lowered = sa.func.lower(users.c[column])
+    shared = sa.select(lowered).group_by(lowered).having(sa.func.count() > 1)
     found = op.get_bind().execute(
-        sa.text(
-            f"SELECT id, {column} FROM users WHERE lower({column}) IN "
-            f"(SELECT lower({column}) FROM users GROUP BY lower({column}) HAVING count(*) > 1) "
-            f"ORDER BY lower({column}), id"
-        )
+        sa.select(users.c.id, users.c[column])
+        .where(lowered.in_(shared))
+        .order_by(lowered, users.c.id)
     )
     groups: dict[str, list[tuple[int, str]]] = {}
     for row_id, value in found:
