@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from account_models import Notice, OpaqueToken, Verified, VerifyRequest
-from dependencies import AccountPrincipal, CurrentUser, SessionDep, SettingsDep
+from dependencies import CurrentUser, SessionDep, SettingsDep
 from openapi_docs import error_responses
 from services import account_links
 
@@ -27,7 +27,6 @@ async def send_verification(
     background: BackgroundTasks,
     session: SessionDep,
     settings: SettingsDep,
-    principal: AccountPrincipal,
     user: CurrentUser,
 ) -> Notice:
     """Email a link that verifies the caller's address (valid 24 hours); 409 if verified."""

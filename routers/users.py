@@ -42,7 +42,7 @@ async def get_profile(user: CurrentUser) -> db_models.User:
 
 @router.patch("", response_model=Profile, responses={**_BODY, **error_responses(409)})
 async def update_profile(
-    data: ProfileUpdate, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+    data: ProfileUpdate, session: SessionDep, user: CurrentUser
 ) -> db_models.User:
     """Change the email address (it is unverified again); 409 if another account has it."""
     return await user_service.update_profile(session, user=user, data=data)
@@ -55,7 +55,6 @@ async def delete_account(
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-    principal: AccountPrincipal,
     user: CurrentUser,
 ) -> Response:
     """Delete the account and everything it owns (tasks, files and their blobs, sessions)."""
@@ -109,24 +108,20 @@ async def end_session(
 
 @router.post("/tokens", status_code=201, response_model=ApiTokenCreated, responses=_BODY)
 async def create_api_token(
-    data: ApiTokenCreate, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+    data: ApiTokenCreate, session: SessionDep, user: CurrentUser
 ) -> ApiTokenCreated:
     """Create a personal API token (`tm_pat_…`) with scopes; its secret is shown only here."""
     return await api_tokens.create_token(session, user_id=user.id, data=data)
 
 
 @router.get("/tokens", response_model=list[ApiTokenRead])
-async def list_api_tokens(
-    session: SessionDep, principal: AccountPrincipal, user: CurrentUser
-) -> Sequence[ApiTokenRead]:
+async def list_api_tokens(session: SessionDep, user: CurrentUser) -> Sequence[ApiTokenRead]:
     """The caller's personal API tokens, without their secrets, with `last_used_at`."""
     return await api_tokens.list_tokens(session, user_id=user.id)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(404, 422))
-async def revoke_api_token(
-    token_id: TokenID, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
-) -> Response:
+async def revoke_api_token(token_id: TokenID, session: SessionDep, user: CurrentUser) -> Response:
     """Revoke a personal API token: it stops working at once."""
     await api_tokens.revoke_token(session, user_id=user.id, token_id=token_id)
     return Response(status_code=204)

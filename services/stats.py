@@ -89,7 +89,7 @@ async def compute_stats(
         total=total,
         completed=completed,
         incomplete=total - completed,
-        completion_rate=_rate(completed, total),
+        completion_rate=round(completed / total, 4) if total else 0.0,
         by_priority={
             Priority.LOW: int(first["low"]),
             Priority.MEDIUM: int(first["medium"]),
@@ -99,10 +99,6 @@ async def compute_stats(
         overdue=int(first["overdue"]),
     )
     return version, stats
-
-
-def _rate(completed: int, total: int) -> float:
-    return round(completed / total, 4) if total else 0.0
 
 
 def _key(user_id: int) -> str:
