@@ -301,3 +301,4 @@ class OneTimeToken(Base):
     email: Mapped[str] = mapped_column(String(254))
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+

@@ -121,6 +121,26 @@ class Settings(BaseSettings):
     # on (off by default: the original API mailed every completion).
     email_require_verified: bool = False
 
+    # Events (services/events.py): how long the change feed and the activity log keep them.
+    event_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    # Jobs (jobs/): the worker runs inside the API process too, unless turned off (a deployment
+    # that starts `python manage.py worker` processes of its own may turn it off).
+    job_worker_in_process: bool = True
+    job_concurrency: int = Field(default=4, ge=1, le=100)
+
+    # Webhooks (services/webhooks.py): private, loopback and link-local targets (and http://)
+    # are refused unless allowed (tests, self-hosting); a delivery waits this long for a 2xx;
+    # failures are retried after these seconds, then doubling until the schedule's total
+    # reaches about a day; an endpoint failing everything this many days is disabled.
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [5, 30, 120]
+    )
+    webhook_retry_horizon_seconds: int = Field(default=24 * 3600, ge=1)
+    webhook_disable_after_days: float = Field(default=3.0, gt=0)
+
     # Request hardening
     max_request_body: int = Field(default=1024 * 1024, ge=1024)
     # Slow clients (server_protocol.py): seconds from connecting (or from the previous response,
@@ -179,6 +199,20 @@ class Settings(BaseSettings):
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for network in value:
             ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _positive_delays(cls, value: list[int]) -> list[int]:
+        if not value or any(delay < 1 for delay in value):
+            raise ValueError("give one or more delays in seconds, each at least 1 (e.g. 5,30,120)")
         return value
 
     @field_validator("allowed_extensions", mode="before")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, SAWarning
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import Index, SchemaItem
 
+import event_tables  # noqa: F401  (its tables join Base.metadata)
 from alembic import context
 from db_config import normalize_database_url
 from db_models import Base
