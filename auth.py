@@ -117,6 +117,8 @@ def create_access_token(user_id: int, *, session_id: int, secret: str, expires_m
 # (services.access.caller_clause), on every request, on every instance.
 _VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
 _VERIFIED_MAX = 4096
+# A personal token's row is looked up again this often (seconds): see api_token_principal.
+PAT_RECHECK_SECONDS = 300
 
 
 def token_principal(token: str, *, secret: str) -> Principal:
@@ -160,20 +162,22 @@ def _verify(token: str, secret: str) -> tuple[Principal, float]:
 
 async def api_token_principal(token: str, *, lookup: TokenLookup) -> Principal:
     """Who a personal API token (`tm_pat_…`) belongs to, or raise InvalidTokenError. Its row's
-    facts are cached like a verified JWT's (they never change); whether the row still exists
-    is checked with every request, like a session's (services.access.caller_clause)."""
+    facts are cached like a verified JWT's, but looked up again after PAT_RECHECK_SECONDS: a
+    revoked token's id stays on its user's revoked list at least that long
+    (services.sessions.revoke), which every statement checks (services.access.caller_clause)."""
     key = ("", token)  # no secret key: the lookup, not a signature, verifies it
     known = _VERIFIED.get(key)
-    if known is None:
+    now = time.time()
+    if known is None or known[1] <= now:
         facts = await lookup(secret_hash(token))
         if facts is None:
             raise InvalidTokenError()
-        known = (facts.principal, facts.expires_at)
+        if facts.expires_at <= now:
+            raise InvalidTokenError("Token has expired")
+        known = (facts.principal, min(facts.expires_at, now + PAT_RECHECK_SECONDS))
         if len(_VERIFIED) >= _VERIFIED_MAX:
             _VERIFIED.pop(next(iter(_VERIFIED)))
         _VERIFIED[key] = known
-    if known[1] <= time.time():
-        raise InvalidTokenError("Token has expired")
     return known[0]
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     func,
     literal_column,
@@ -94,6 +95,10 @@ class User(Base):
     notify_task_shared_with_me: Mapped[bool] = mapped_column(default=True, server_default=true())
     notify_task_completed: Mapped[bool] = mapped_column(default=True, server_default=true())
     notify_comment_on_my_task: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # The sessions and personal tokens revoked within the last access-token lifetime,
+    # `,<credential id>@<unix time to forget it>,…` (services/sessions.revoke): every statement
+    # that loads the caller's data tests it in the row it reads anyway (access.caller_clause).
+    revoked_credentials: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 def _trigram_index(column: str) -> Index:
@@ -301,4 +306,3 @@ class OneTimeToken(Base):
     email: Mapped[str] = mapped_column(String(254))
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
-

@@ -157,9 +157,11 @@ async def refresh(
 
 
 @sessions_router.post("/logout", status_code=204, responses=error_responses(401, 403))
-async def logout(session: SessionDep, principal: AccountPrincipal, user: CurrentUser) -> Response:
+async def logout(
+    session: SessionDep, settings: SettingsDep, principal: AccountPrincipal, user: CurrentUser
+) -> Response:
     """End this session: its refresh token and access token stop working at once."""
-    await session_service.logout(session, principal=principal)
+    await session_service.logout(session, principal=principal, settings=settings)
     return Response(status_code=204)
 
 

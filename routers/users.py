@@ -84,7 +84,7 @@ async def change_password(
         principal=principal,
         current=data.current_password,
         new=data.new_password,
-        cost=settings.hash_cost,
+        settings=settings,
     )
     return Notice(message="Password changed; your other sessions have ended")
 
@@ -99,10 +99,16 @@ async def list_sessions(
 
 @router.delete("/sessions/{session_id}", status_code=204, responses=error_responses(404, 422))
 async def end_session(
-    session_id: SessionID, session: SessionDep, principal: AccountPrincipal, user: CurrentUser
+    session_id: SessionID,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: AccountPrincipal,
+    user: CurrentUser,
 ) -> Response:
     """End one of the caller's sessions: its tokens stop working at once."""
-    await session_service.end_session(session, principal=principal, session_id=session_id)
+    await session_service.end_session(
+        session, principal=principal, session_id=session_id, settings=settings
+    )
     return Response(status_code=204)
 
 
@@ -121,7 +127,9 @@ async def list_api_tokens(session: SessionDep, user: CurrentUser) -> Sequence[Ap
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(404, 422))
-async def revoke_api_token(token_id: TokenID, session: SessionDep, user: CurrentUser) -> Response:
+async def revoke_api_token(
+    token_id: TokenID, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> Response:
     """Revoke a personal API token: it stops working at once."""
-    await api_tokens.revoke_token(session, user_id=user.id, token_id=token_id)
+    await api_tokens.revoke_token(session, user_id=user.id, token_id=token_id, settings=settings)
     return Response(status_code=204)

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Integer, and_, any_, bindparam, exists, or_, select
+from sqlalchemy import ColumnElement, Integer, String, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth import Principal
-from db_models import Credential, Task, TaskComment, TaskFile, TaskShare, User
+from db_models import Task, TaskComment, TaskFile, TaskShare, User
 from exceptions import (
     ForbiddenError,
     InsufficientScopeError,
@@ -36,22 +36,22 @@ _USERS = User.metadata.tables[User.__tablename__]
 _SHARES = TaskShare.metadata.tables[TaskShare.__tablename__]
 _FILES = TaskFile.metadata.tables[TaskFile.__tablename__]
 _COMMENTS = TaskComment.metadata.tables[TaskComment.__tablename__]
-_CREDENTIALS = Credential.metadata.tables[Credential.__tablename__]
 # The caller, the credential it presents and the task, as bound parameters every task
 # statement shares. Not named after columns: an UPDATE reserves those names for its SET clause.
 CALLER = bindparam("the_caller", type_=Integer)
-CREDENTIAL = bindparam("the_credential", type_=Integer)
+REVOKED = bindparam("the_revoked", type_=String)
 TASK_ID = bindparam("the_task", type_=Integer)
 
-# The credential (session or personal token) of the request being served, set once by the
-# dependency that authenticates it (dependencies.get_current_user_id). 0 names no credential,
-# so a statement run outside an authenticated request finds no caller (401).
-_CREDENTIAL: ContextVar[int] = ContextVar("the_credential", default=0)
+# The credential (session or personal token) of the request being served, as the needle that
+# finds it among the caller's revoked ones; set once by the dependency that authenticates the
+# request (dependencies._authenticate). The default is found in every list, so a statement run
+# outside an authenticated request finds no caller (401).
+_NEEDLE: ContextVar[str] = ContextVar("the_revoked", default="")
 
 
 def act_as(principal: Principal) -> None:
     """The statements of this request check `principal`'s credential (see `caller_clause`)."""
-    _CREDENTIAL.set(principal.credential_id)
+    _NEEDLE.set(revoked_needle(principal.credential_id))
 
 
 def require_scope(principal: Principal, resource: str, need: Need) -> None:
@@ -74,24 +74,44 @@ def require_session(principal: Principal) -> None:
 
 
 def caller_params(user_id: int, **more: Any) -> dict[str, Any]:
-    """The bound parameters naming the caller: its id and the credential of this request."""
-    return {"the_caller": user_id, "the_credential": _CREDENTIAL.get(), **more}
+    """The bound parameters naming the caller: its id, and the needle that finds the request's
+    credential in the caller's list of revoked ones (no credential: a needle found in every
+    list, so a statement run outside an authenticated request finds no caller, 401)."""
+    return {"the_caller": user_id, "the_revoked": _NEEDLE.get(), **more}
+
+
+def revoked_needle(credential_id: int) -> str:
+    """How a credential appears in `users.revoked_credentials` (`,<id>@<forget at>,…`)."""
+    return f",{credential_id}@" if credential_id else ""
 
 
 def caller_clause(users: Any = _USERS) -> ColumnElement[bool]:
-    """The caller's user row, only while the credential the request presents still exists.
+    """The caller's user row, only while the credential the request presents is not revoked.
 
     Revocation (logout, a session ended, a password changed or reset, a token deleted) deletes
-    the credential row; every statement that loads or writes a caller's data finds its user
-    row through this clause, so the next request with that access token is a 401 on every
-    instance at once. A primary-key probe inside a statement the request runs anyway: no
-    extra round trip (docs/PERFORMANCE.md, "Accounts and sessions")."""
-    return and_(users.c.id == CALLER, live_credential())
+    the credential row and lists its id on the user's row (`users.revoked_credentials`, kept
+    for an access token's lifetime: services.sessions.revoke). Every statement that loads or
+    writes a caller's data finds its user row through this clause, so the next request with
+    that access token is a 401 on every instance at once, tested in the row the statement reads
+    anyway: no extra round trip and no second index probe (docs/PERFORMANCE.md, "Accounts and
+    sessions")."""
+    return and_(users.c.id == CALLER, _not_revoked(users))
+
+
+def _not_revoked(users: Any) -> ColumnElement[bool]:
+    listed: ColumnElement[str] = users.c.revoked_credentials
+    return ~listed.contains(REVOKED)
+
+
+# The caller's row under its own name, for statements whose FROM already has `users` (BUMP
+# updates the owners' rows: an unaliased subquery would correlate to the row being updated).
+_CALLER_ROW = _USERS.alias("caller_row")
 
 
 def live_credential() -> ColumnElement[bool]:
-    """Whether the request's credential still exists (`caller_clause` without the user row)."""
-    return exists().where(_CREDENTIALS.c.id == CREDENTIAL, _CREDENTIALS.c.user_id == CALLER)
+    """Whether the caller's row is there with the request's credential not revoked
+    (`caller_clause` for a statement that does not read the caller's row itself)."""
+    return exists().where(caller_clause(_CALLER_ROW))
 
 
 class Need(enum.Enum):

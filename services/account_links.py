@@ -134,7 +134,7 @@ async def reset_password(
     """Set the password a reset token allows and end every session of the user."""
     user = await _spend(session, token=token, purpose=RESET)
     user.hashed_password = await hash_password(new_password, cost=settings.hash_cost)
-    await sessions.end_sessions(session, user_id=user.id)
+    await sessions.end_sessions(session, user_id=user.id, settings=settings)
     await session.commit()
     logger.info("password reset user_id=%s", user.id)
 

@@ -1,8 +1,8 @@
 """Personal API tokens: created (shown once), listed, revoked, and looked up for the bearer check.
 
 A token is `tm_pat_` + 256 random bits, kept only as its SHA-256 in a `credentials` row of kind
-"token", with its name, scopes and expiry. Like a session it works only while its row exists
-(services.access.caller_clause), so deleting it revokes it at once, on every instance. What it
+"token", with its name, scopes and expiry. Like a session it is revoked by services.sessions.revoke
+(checked by services.access.caller_clause), at once, on every instance. What it
 may do is decided by its scopes in services.access (`require_scope`), nowhere else.
 """
 
@@ -20,6 +20,8 @@ from account_models import ApiTokenCreate, ApiTokenCreated, ApiTokenRead, TokenS
 from auth import PAT_PREFIX, Principal, TokenFacts, new_secret
 from db_models import Credential, utcnow
 from exceptions import CredentialNotFoundError
+from services import sessions
+from settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +83,16 @@ async def list_tokens(session: AsyncSession, *, user_id: int) -> Sequence[ApiTok
     return [_read(row) for row in rows]
 
 
-async def revoke_token(session: AsyncSession, *, user_id: int, token_id: int) -> None:
-    """Delete one of the user's tokens: it stops working at once (404 if not theirs)."""
-    deleted = await session.execute(
-        delete(_CREDENTIALS).where(
-            _CREDENTIALS.c.id == token_id,
-            _CREDENTIALS.c.user_id == user_id,
-            _CREDENTIALS.c.kind == TOKEN,
-        )
+async def revoke_token(
+    session: AsyncSession, *, user_id: int, token_id: int, settings: Settings
+) -> None:
+    """Revoke one of the user's tokens: it stops working at once (404 if not theirs)."""
+    ended = delete(_CREDENTIALS).where(
+        _CREDENTIALS.c.id == token_id,
+        _CREDENTIALS.c.user_id == user_id,
+        _CREDENTIALS.c.kind == TOKEN,
     )
-    if not deleted.rowcount:  # type: ignore[attr-defined]  # a DELETE's CursorResult
+    if not await sessions.revoke(session, ended, settings=settings):
         raise CredentialNotFoundError("token", token_id)
     await session.commit()
     logger.info("api token revoked user_id=%s token_id=%s", user_id, token_id)

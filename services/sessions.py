@@ -1,7 +1,8 @@
 """Login sessions: start one, refresh it (rotating its refresh token), list and end them.
 
 A session is a `credentials` row of kind "session"; its access tokens name it (`sid`) and stop
-working the moment the row is gone (services.access.caller_clause). Refresh tokens are opaque,
+working the moment it is revoked (`revoke`: the row goes and its id is listed on the user's row,
+which services.access.caller_clause tests in every statement). Refresh tokens are opaque,
 single use, stored as SHA-256: presenting a spent one again ends the whole session, since one
 of the two parties holding it is not its owner.
 """
@@ -13,12 +14,12 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Delete, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from account_models import SessionRead
-from auth import Principal, create_access_token, new_secret, secret_hash
-from db_models import Credential, RefreshToken, UTCDateTime, utcnow
+from auth import PAT_RECHECK_SECONDS, Principal, create_access_token, new_secret, secret_hash
+from db_models import Credential, RefreshToken, User, UTCDateTime, utcnow
 from exceptions import CredentialNotFoundError, InvalidTokenError
 from models import Token
 from settings import Settings
@@ -28,6 +29,11 @@ logger = logging.getLogger(__name__)
 SESSION = "session"
 _CREDENTIALS = Credential.metadata.tables[Credential.__tablename__]
 _REFRESH = RefreshToken.metadata.tables[RefreshToken.__tablename__]
+_USERS = User.metadata.tables[User.__tablename__]
+# Seconds a revoked id stays listed past the longest an access token (or a process's cached
+# personal-token lookup, auth.PAT_RECHECK_SECONDS) issued before the revocation can live:
+# clock skew between instances.
+_REVOCATION_MARGIN = 60
 # Spend a refresh token: one statement, so of two racing uses exactly one gets the row.
 _SPEND = (
     update(_REFRESH)
@@ -121,7 +127,8 @@ async def refresh(
             select(_REFRESH.c.credential_id).where(_REFRESH.c.token_hash == hashed)
         )
         if owner is not None:
-            await session.execute(delete(_CREDENTIALS).where(_CREDENTIALS.c.id == owner))
+            ended = delete(_CREDENTIALS).where(_CREDENTIALS.c.id == owner)
+            await revoke(session, ended, settings=settings)
             await session.commit()
             logger.warning("refresh token reused: session ended session_id=%s", owner)
             raise InvalidTokenError("Refresh token already used; the session has ended")
@@ -146,8 +153,36 @@ async def refresh(
     return token
 
 
+async def revoke(session: AsyncSession, ended: Delete, *, settings: Settings) -> list[int]:
+    """Delete credentials (`ended`, a DELETE of `credentials` rows) and list their ids on their
+    users' rows until every access token issued for them has expired (flushed, not
+    committed). Returns the ids. The one way a session or a personal token is revoked."""
+    rows = (await session.execute(ended.returning(_CREDENTIALS.c.id, _CREDENTIALS.c.user_id))).all()
+    now = int(time.time())
+    lifetime = max(settings.access_token_expire_minutes * 60, PAT_RECHECK_SECONDS)
+    forget_at = now + lifetime + _REVOCATION_MARGIN
+    for user_id in sorted({row.user_id for row in rows}):
+        listed = await session.scalar(
+            select(_USERS.c.revoked_credentials).where(_USERS.c.id == user_id).with_for_update()
+        )
+        if listed is None:  # the user is gone: so are their tokens
+            continue
+        kept = [entry for entry in listed.split(",") if entry and int(entry.split("@")[1]) > now]
+        kept += [f"{row.id}@{forget_at}" for row in rows if row.user_id == user_id]
+        value = f",{','.join(kept)}," if kept else ""
+        await session.execute(
+            update(_USERS).where(_USERS.c.id == user_id).values(revoked_credentials=value)
+        )
+    return [row.id for row in rows]
+
+
 async def end_sessions(
-    session: AsyncSession, *, user_id: int, keep: int | None = None, only: int | None = None
+    session: AsyncSession,
+    *,
+    user_id: int,
+    settings: Settings,
+    keep: int | None = None,
+    only: int | None = None,
 ) -> int:
     """End the user's sessions: all, all but `keep`, or only `only` (flushed, not committed).
     Returns how many ended. Their refresh tokens go with them (ON DELETE CASCADE)."""
@@ -158,21 +193,26 @@ async def end_sessions(
         statement = statement.where(_CREDENTIALS.c.id != keep)
     if only is not None:
         statement = statement.where(_CREDENTIALS.c.id == only)
-    result = await session.execute(statement)
-    ended: int = result.rowcount  # type: ignore[attr-defined]  # a DELETE's CursorResult
+    ended = len(await revoke(session, statement, settings=settings))
     logger.info("sessions ended user_id=%s count=%s", user_id, ended)
     return ended
 
 
-async def logout(session: AsyncSession, *, principal: Principal) -> None:
+async def logout(session: AsyncSession, *, principal: Principal, settings: Settings) -> None:
     """End the session the request was made in."""
-    await end_sessions(session, user_id=principal.user_id, only=principal.credential_id)
+    await end_sessions(
+        session, user_id=principal.user_id, settings=settings, only=principal.credential_id
+    )
     await session.commit()
 
 
-async def end_session(session: AsyncSession, *, principal: Principal, session_id: int) -> None:
+async def end_session(
+    session: AsyncSession, *, principal: Principal, session_id: int, settings: Settings
+) -> None:
     """End one of the caller's sessions (404 if it is not one)."""
-    if not await end_sessions(session, user_id=principal.user_id, only=session_id):
+    if not await end_sessions(
+        session, user_id=principal.user_id, settings=settings, only=session_id
+    ):
         raise CredentialNotFoundError("session", session_id)
     await session.commit()
 

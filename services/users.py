@@ -110,13 +110,15 @@ async def change_password(
     principal: Principal,
     current: str,
     new: str,
-    cost: HashCost,
+    settings: Settings,
 ) -> None:
     """Set a new password (400 if `current` is wrong) and end every other session."""
-    if not await _checked(session, user, current, cost):
+    if not await _checked(session, user, current, settings.hash_cost):
         raise WrongPasswordError()
-    user.hashed_password = await hash_password(new, cost=cost)
-    await sessions.end_sessions(session, user_id=user.id, keep=principal.credential_id)
+    user.hashed_password = await hash_password(new, cost=settings.hash_cost)
+    await sessions.end_sessions(
+        session, user_id=user.id, settings=settings, keep=principal.credential_id
+    )
     await session.commit()
     logger.info("password changed user_id=%s", user.id)
 
