@@ -190,7 +190,7 @@ async def _revoked_list(app: FastAPI, user_id: int) -> str:
             select(DbUser.revoked_credentials).where(DbUser.id == user_id)
         )
     assert listed is not None
-    return listed
+    return str(listed)
 
 
 async def _set_revoked_list(app: FastAPI, user_id: int, listed: str) -> None:
