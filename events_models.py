@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from sharing_models import UserRef
 
-_TASK = {
+_TASK: dict[str, JsonValue] = {
     "id": 7, "title": "Write report", "description": None, "completed": True,
     "priority": "high", "created_at": "2026-01-05T09:00:00Z",
     "updated_at": "2026-01-05T10:00:00Z", "due_date": None, "tags": ["work"], "user_id": 1,
 }  # fmt: skip
-_CHANGE = {
+_CHANGE: dict[str, JsonValue] = {
     "id": 42,
     "type": "task.completed",
     "occurred_at": "2026-01-05T10:00:00Z",

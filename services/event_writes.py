@@ -131,6 +131,23 @@ def task_updated(
     return NewEvent(kind, actor_id, task["user_id"], task["id"], task["id"], data + b"}")
 
 
+def task_update_events(
+    user_id: int,
+    old: Mapping[int, Mapping[str, Any]],
+    tasks: Sequence[Mapping[str, Any]],
+    sent: Mapping[str, Any],
+) -> list[NewEvent]:
+    """One task.updated / task.completed per task whose sent fields changed value."""
+    events = []
+    for task in tasks:
+        before = old[task["id"]]
+        changes = changed_fields(before, task, sorted(sent))
+        if changes:
+            was = bool(before["completed"])
+            events.append(task_updated(user_id, task, changes, was))
+    return events
+
+
 def task_deleted(actor_id: int, owner_id: int, task_id: int, blob_keys: list[str]) -> NewEvent:
     """task.deleted: the tombstone `{"task": {"id": N}}`; internal: the files' blob keys."""
     data = orjson.dumps({"task": {"id": task_id}})

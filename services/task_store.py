@@ -238,23 +238,6 @@ async def bump(
     return found
 
 
-def _update_events(
-    user_id: int,
-    old: Mapping[int, Mapping[str, Any]],
-    tasks: list[TaskRow],
-    sent: Mapping[str, Any],
-) -> list[event_writes.NewEvent]:
-    """One task.updated / task.completed per task whose sent fields changed value."""
-    events = []
-    for task in tasks:
-        before = old[task["id"]]
-        changes = event_writes.changed_fields(before, task, sorted(sent))
-        if changes:
-            was = bool(before["completed"])
-            events.append(event_writes.task_updated(user_id, task, changes, was))
-    return events
-
-
 class TaskStore:
     """Tasks and their tags, in portable Core (see the module's docstring)."""
 
@@ -353,7 +336,9 @@ class TaskStore:
                 if new:
                     await connection.execute(INSERT_TAGS, new)
             tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
-            await event_writes.record(connection, _update_events(user_id, old, tasks, changes), now)
+            await event_writes.record(
+                connection, event_writes.task_update_events(user_id, old, tasks, changes), now
+            )
             owners = await bump(connection, user_id, sorted(set(owner_of.values())))
         completed_now = [t for t in tasks if t["completed"] and not old[t["id"]]["completed"]]
         return Written(tasks, completed_now, owners)

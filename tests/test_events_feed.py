@@ -4,6 +4,7 @@ read them (both databases)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import timedelta
 from typing import Any
 
@@ -225,7 +226,7 @@ async def test_feed_pages_visit_every_event_once(client: httpx.AsyncClient) -> N
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     cursor=st.text(max_size=60)
-    | st.binary(max_size=40).map(lambda b: feed.base64.urlsafe_b64encode(b).decode())
+    | st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).decode())
 )
 async def test_garbage_cursors_are_400(app: FastAPI, cursor: str) -> None:
     from tests.conftest import client_for
