@@ -74,22 +74,46 @@ _AUDIENCE = {
 }
 
 
+def _pg_statement(shared: bool, recipient: bool) -> Any:
+    """PostgreSQL: the event and its audience rows as one statement (one round trip):
+    WITH event AS (INSERT INTO events … RETURNING id), audience AS (INSERT INTO event_audience
+    SELECT user_id, event.id FROM task_shares, event WHERE task_id = … [UNION the recipient])."""
+    event = _INSERT["postgresql"].cte("event")
+    sources = []
+    if shared:
+        task = _SHARES.c.task_id == bindparam("e_task", type_=Integer)
+        sources.append(select(_SHARES.c.user_id, event.c.id).where(task))
+    if recipient:
+        sources.append(select(bindparam("e_recipient", type_=Integer), event.c.id))
+    rows = union(*sources) if len(sources) > 1 else sources[0]
+    audience = insert(AUDIENCE).from_select(["user_id", "event_id"], rows).cte("audience")
+    return select(event.c.id).add_cte(audience)
+
+
+_PG = {key: _pg_statement(*key) for key in _AUDIENCE}
+
+
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
 async def record(connection: AsyncConnection, events: Sequence[NewEvent], now: datetime) -> None:
     """Insert the events and their audience rows on the write's connection (its transaction)."""
-    statement = _INSERT[connection.dialect.name]
+    dialect = connection.dialect.name
+    statement = _INSERT[dialect]
     for event in events:
         params = {
             "e_at": now, "e_type": event.type.value, "e_actor": event.actor_id,
             "e_owner": event.owner_id, "e_task": event.task_id, "e_resource": event.resource_id,
             "e_data": event.data.decode(), "e_internal": _text(event.internal),
         }  # fmt: skip
-        event_id = (await connection.execute(statement, params)).scalar_one()
-        if event.audience or event.recipient is not None:
-            key = (event.audience, event.recipient is not None)
+        key = (event.audience, event.recipient is not None)
+        if key not in _AUDIENCE:
+            await connection.execute(statement, params)
+        elif dialect == "postgresql":
+            await connection.execute(_PG[key], {**params, "e_recipient": event.recipient})
+        else:
+            event_id = (await connection.execute(statement, params)).scalar_one()
             audience = {"e_id": event_id, "e_task": event.task_id, "e_recipient": event.recipient}
             await connection.execute(_AUDIENCE[key], audience)
 
