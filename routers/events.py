@@ -48,8 +48,10 @@ class Period(BaseModel):
 
 
 class ActivityFilters(Paging, Period):
-    resource_type: ResourceType | None = None
-    action: Action | None = None
+    resource_type: ResourceType | None = Field(
+        default=None, description="Only events of this kind of resource"
+    )
+    action: Action | None = Field(default=None, description="Only events of this action")
 
 
 @changes_router.get("", response_model=ChangesPage, responses=error_responses(400, 410, 422))
