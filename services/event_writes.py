@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Integer, String, bindparam, insert, select, union
+from sqlalchemy import BigInteger, Integer, String, bindparam, insert, select, true, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_models import TaskShare, UTCDateTime
@@ -82,7 +82,8 @@ def _pg_statement(shared: bool, recipient: bool) -> Any:
     sources = []
     if shared:
         task = _SHARES.c.task_id == bindparam("e_task", type_=Integer)
-        sources.append(select(_SHARES.c.user_id, event.c.id).where(task))
+        joined = _SHARES.join(event, true())  # one event row: no cartesian product to fear
+        sources.append(select(_SHARES.c.user_id, event.c.id).select_from(joined).where(task))
     if recipient:
         sources.append(select(bindparam("e_recipient", type_=Integer), event.c.id))
     rows = union(*sources) if len(sources) > 1 else sources[0]
