@@ -18,7 +18,18 @@ from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
 from redis_config import build_cache
 from request_context import RequestContextMiddleware
-from routers import auth, comments, files, health, notifications, people, shares, tasks, users
+from routers import (
+    auth,
+    comments,
+    events,
+    files,
+    health,
+    notifications,
+    people,
+    shares,
+    tasks,
+    users,
+)
 from services import api_tokens
 from services import tasks as task_service
 from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
@@ -65,6 +76,8 @@ _ROUTERS = (
     files.files_router,
     comments.task_comments_router,
     comments.comments_router,
+    events.changes_router,
+    events.activity_router,
     people.users_router,
     people.notifications_router,
     auth.sessions_router,

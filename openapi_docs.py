@@ -16,6 +16,7 @@ _ERROR_DESCRIPTIONS = {
     ' (`WWW-Authenticate: Bearer error="insufficient_scope"`)',
     404: "Not found",
     409: "Conflict",
+    410: "Gone: the cursor is older than the events kept (EVENT_RETENTION_DAYS); resync",
     412: "If-Match names no current version: nothing was changed",
     413: "Payload too large",
     415: "Unsupported media type",

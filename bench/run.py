@@ -28,6 +28,7 @@ from typing import Any
 
 from bench_context import BENCH, ROOT, Context, check, log, new_server, run_scenario
 from bench_extra import measure_upload, run_profile, run_scale, run_workers
+from bench_feed import run_feed
 from bench_proc import LUA_DIR, Server
 from bench_report import SCENARIOS, Scenario, markdown, summarise, targets
 from bench_seed import (
@@ -83,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool-size", type=int, default=10, help="DB_POOL_SIZE of both servers")
     p.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
     p.add_argument("--scale", action="store_true", help="run the 200/10k/100k scaling runs")
+    p.add_argument("--feed", action="store_true", help="a client syncing 10 000 events")
     p.add_argument("--scale-sizes", default="200,10000,100000")
     p.add_argument("--scale-iterations", type=int, default=15)
     p.add_argument("--compare-workers", action="store_true", help="1 vs --workers workers")
@@ -200,6 +202,8 @@ async def measure_all(ctx: Context, servers: list[Server], results: dict[str, An
         results["workers"] = await run_workers(ctx, api, api1)
     if args.scale:
         results["scale"] = await run_scale(ctx, api)
+    if args.feed:
+        results["feed"] = await run_feed(ctx, api)
     if args.profile:
         results["profile"] = await run_profile(ctx, api1)
 

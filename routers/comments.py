@@ -88,6 +88,8 @@ async def update_comment(
 
 
 @comments_router.delete("/{comment_id}", status_code=204, responses=_OWNED)
-async def delete_comment(comment: DeletableComment, store: TaskStoreDep) -> None:
+async def delete_comment(
+    comment: DeletableComment, store: TaskStoreDep, user_id: TaskWriter
+) -> None:
     """Delete a comment: its author, or the task's owner."""
-    await comment_service.delete_comment(store, comment=comment)
+    await comment_service.delete_comment(store, comment=comment, actor_id=user_id)

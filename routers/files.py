@@ -91,6 +91,7 @@ async def upload_file(
     return await file_service.upload_file(
         session,
         task_id=task["id"],
+        owner_id=task["user_id"],
         user_id=user_id,
         storage=storage,
         body=request.stream(),
@@ -122,7 +123,13 @@ async def download_file(file: ReadableFile, session: SessionDep, storage: Storag
 
 @files_router.delete("/{file_id}", status_code=204, responses=_OWNED)
 async def delete_file(
-    file: OwnedFile, session: SessionDep, storage: StorageDep, background: BackgroundTasks
+    file: OwnedFile,
+    user_id: FileWriter,
+    session: SessionDep,
+    storage: StorageDep,
+    background: BackgroundTasks,
 ) -> None:
     """Delete a file (its stored bytes are removed right after the response)."""
-    await file_service.delete_file(session, file=file, storage=storage, background=background)
+    await file_service.delete_file(
+        session, file=file, user_id=user_id, storage=storage, background=background
+    )

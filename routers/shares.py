@@ -96,7 +96,7 @@ async def update_share(
 ) -> ShareRead:
     """Change what a share of one of the caller's tasks allows."""
     return await share_service.update_share(
-        store, task_id=task["id"], username=username, permission=data.permission
+        store, task=task, username=username, permission=data.permission
     )
 
 

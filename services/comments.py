@@ -14,6 +14,7 @@ from sqlalchemy import Executable, Integer, String, bindparam, delete, func, sel
 
 from db_models import TaskComment, UTCDateTime, utcnow
 from exceptions import ResourceNotFoundError, TaskNotFoundError
+from services import event_writes
 from services.access import (
     CALLER,
     Need,
@@ -22,6 +23,7 @@ from services.access import (
     comment_clause,
     decide_comment,
 )
+from services.events import EventType
 from services.notifications import comment_notices, schedule_notices
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
@@ -92,6 +94,7 @@ def _verdict(need: Need) -> Executable:
             comment_clause(need).label("allowed"),
             *(COMMENTS.c[name] for name in _FIELDS),
             _AUTHORS.c.username.label("author_name"),
+            TASKS.c.user_id.label("owner_id"),
         )
         .select_from(USERS.outerjoin(target, COMMENTS.c.id == _COMMENT))
         .where(caller_clause(USERS))
@@ -139,15 +142,21 @@ async def create_comment(
             raise TaskNotFoundError(task_id)
         found = await connection.execute(_PEOPLE, {"the_caller": user_id, "owner": owner_id})
         people = {person.id: dict(person._mapping) for person in found}
+        author = people[user_id]["username"]
+        read = comment_read({**row, "author_name": author})
+        event = event_writes.comment_event(
+            EventType.COMMENT_CREATED, user_id, owner_id, task_id, row["id"],
+            read.model_dump_json().encode(),
+        )  # fmt: skip
+        await event_writes.record(connection, [event], params["now"])
     logger.info("comment created comment_id=%s task_id=%s", row["id"], task_id)
-    author = people[user_id]["username"]
     if owner_id != user_id:
         notices = comment_notices(
             task_id=task_id, title=task["title"], owner=people[owner_id], author=author,
             content=content,
         )  # fmt: skip
         schedule_notices(background, settings, notices)
-    return comment_read({**row, "author_name": author})
+    return read
 
 
 async def list_comments(
@@ -172,15 +181,28 @@ async def update_comment(
     params = {"the_comment": comment["id"], "new_content": content, "now": utcnow()}
     async with store.engine.begin() as connection:
         row = (await connection.execute(_UPDATE, params)).mappings().first()
-    if row is None:
-        raise _gone(comment["id"])
+        if row is None:
+            raise _gone(comment["id"])
+        read = comment_read({**row, "author_name": comment["author_name"]})
+        if comment["content"] != content:
+            changes = {"content": {"old": comment["content"], "new": content}}
+            event = event_writes.comment_event(
+                EventType.COMMENT_UPDATED, comment["author_id"], comment["owner_id"],
+                row["task_id"], row["id"], read.model_dump_json().encode(), changes,
+            )  # fmt: skip
+            await event_writes.record(connection, [event], params["now"])
     logger.info("comment updated comment_id=%s", comment["id"])
-    return comment_read({**row, "author_name": comment["author_name"]})
+    return read
 
 
-async def delete_comment(store: TaskStore, *, comment: Mapping[str, Any]) -> None:
+async def delete_comment(store: TaskStore, *, comment: Mapping[str, Any], actor_id: int) -> None:
     async with store.engine.begin() as connection:
         deleted = await connection.execute(_DELETE, {"the_comment": comment["id"]})
-    if deleted.rowcount == 0:
-        raise _gone(comment["id"])
+        if deleted.rowcount == 0:
+            raise _gone(comment["id"])
+        event = event_writes.comment_event(
+            EventType.COMMENT_DELETED, actor_id, comment["owner_id"], comment["task_id"],
+            comment["id"],
+        )  # fmt: skip
+        await event_writes.record(connection, [event], utcnow())
     logger.info("comment deleted comment_id=%s", comment["id"])

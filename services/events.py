@@ -25,8 +25,11 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    exists,
     func,
     literal,
+    or_,
+    select,
     true,
     tuple_,
 )
@@ -94,3 +97,13 @@ AFTER = tuple_(EVENTS.c.txid, EVENTS.c.id) > tuple_(
     bindparam("after_txid", type_=BigInteger), bindparam("after_id", type_=BigInteger)
 )
 READING_ORDER = (EVENTS.c.txid, EVENTS.c.id)
+
+
+def visible_to(user: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The one visibility rule: the events `user` may see are those they own
+    (`events.owner_id`) and those with an `event_audience` row naming them. The feed, activity,
+    webhooks and mail all use it (the feed reads its two arms separately, by index)."""
+    audience = select(AUDIENCE.c.event_id).where(
+        AUDIENCE.c.event_id == EVENTS.c.id, AUDIENCE.c.user_id == user
+    )
+    return or_(EVENTS.c.owner_id == user, exists(audience))

@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from background_tasks import delete_blobs
-from db_models import TaskFile
+from db_models import Task, TaskFile, utcnow
 from exceptions import AttachmentNotFoundError, PayloadTooLargeError, TaskNotFoundError
-from services import file_types, uploads
+from models import FileRead
+from services import event_writes, file_types, uploads
 from storage import BlobNotFoundError, Storage, new_key
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ async def upload_file(
     session: AsyncSession,
     *,
     task_id: int,
+    owner_id: int,
     user_id: int,
     storage: Storage,
     body: AsyncIterator[bytes],
@@ -78,6 +80,10 @@ async def upload_file(
     )
     session.add(row)
     try:
+        await session.flush()
+        file_json = FileRead.model_validate(row).model_dump_json().encode()
+        event = event_writes.file_uploaded(user_id, owner_id, file_json, task_id, row.id)
+        await event_writes.record(await session.connection(), [event], row.uploaded_at)
         await session.commit()
     except IntegrityError as exc:
         # The only constraint a fresh random key can break is the task's foreign key: the
@@ -120,17 +126,27 @@ def download_headers(file: TaskFile) -> dict[str, str]:
 
 
 async def delete_file(
-    session: AsyncSession, *, file: TaskFile, storage: Storage, background: BackgroundTasks
+    session: AsyncSession,
+    *,
+    file: TaskFile,
+    user_id: int,
+    storage: Storage,
+    background: BackgroundTasks,
 ) -> None:
     """Delete the row now and the blob after the response. Of two racing deletes, the one
     whose DELETE finds no row any more answers 404."""
     file_id, key, task_id = file.id, file.storage_key, file.task_id
+    filename = file.original_filename
     deleted = await session.execute(
         delete(TaskFile).where(TaskFile.id == file_id).returning(TaskFile.id)
     )
     if deleted.first() is None:
         await session.rollback()
         raise AttachmentNotFoundError(file_id)
+    owner = await session.scalar(select(Task.user_id).where(Task.id == task_id))
+    if owner is not None:
+        event = event_writes.file_deleted(user_id, owner, task_id, file_id, filename, key)
+        await event_writes.record(await session.connection(), [event], utcnow())
     await session.commit()
     schedule_blob_cleanup(background, storage, [key])
     logger.info("file deleted file_id=%s task_id=%s", file_id, task_id)

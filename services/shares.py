@@ -16,7 +16,9 @@ from sqlalchemy.sql.elements import BindParameter
 from db_models import TaskShare, UTCDateTime, utcnow
 from exceptions import BadRequestError, ConflictError, ResourceNotFoundError, TaskNotFoundError
 from models import TaskFilters
+from services import event_writes
 from services.access import check_share_removal
+from services.events import EventType
 from services.notifications import schedule_notices, share_notices
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
@@ -37,7 +39,7 @@ _PEOPLE = select(
     USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
     USERS.c.notify_task_shared_with_me, USERS.c.email_verified,
 ).where(_NAMED)  # fmt: skip
-_USER_ID = select(USERS.c.id).where(_NAME)
+_USER_ID = select(USERS.c.id, USERS.c.username).where(_NAME)
 # Inserts nothing when the task was deleted meanwhile (404); a second share is the key's 409.
 _INSERT = insert(SHARES).from_select(
     ["task_id", "user_id", "permission", "created_at"],
@@ -55,7 +57,8 @@ _THE_SHARE = (SHARES.c.task_id == _TASK, SHARES.c.user_id == _RECIPIENT)
 _UPDATE = (
     update(SHARES).where(*_THE_SHARE).values(permission=_PERMISSION).returning(SHARES.c.created_at)
 )
-_DELETE = delete(SHARES).where(*_THE_SHARE)
+_DELETE = delete(SHARES).where(*_THE_SHARE).returning(SHARES.c.permission)
+_OLD = select(SHARES.c.permission).where(*_THE_SHARE).with_for_update()
 
 
 def share_read(row: Mapping[str, Any]) -> ShareRead:
@@ -104,6 +107,10 @@ async def share_task(
             ) from None
         if inserted.rowcount == 0:
             raise TaskNotFoundError(task_id)
+        event = event_writes.share_event(
+            EventType.SHARE_CREATED, owner_id, owner_id, task_id, recipient, permission
+        )
+        await event_writes.record(connection, [event], now)
     logger.info("task shared task_id=%s user_id=%s", task_id, recipient["id"])
     notices = share_notices(
         task_id=task_id, title=task["title"], owner=people[owner_id], recipient=recipient,
@@ -119,12 +126,11 @@ async def list_shares(store: TaskStore, *, task_id: int) -> list[ShareRead]:
     return [share_read(row) for row in rows]
 
 
-async def _user_id(store: TaskStore, username: str) -> int:
+async def _user(store: TaskStore, username: str) -> dict[str, Any]:
     rows = await store.fetch(_USER_ID, {"username": username})
     if not rows:
         raise _no_user(username)
-    user_id: int = rows[0]["id"]
-    return user_id
+    return {"id": rows[0]["id"], "username": rows[0]["username"]}
 
 
 def _no_share(task_id: int, username: str) -> ResourceNotFoundError:
@@ -133,29 +139,44 @@ def _no_share(task_id: int, username: str) -> ResourceNotFoundError:
 
 
 async def update_share(
-    store: TaskStore, *, task_id: int, username: str, permission: str
+    store: TaskStore, *, task: TaskRow, username: str, permission: str
 ) -> ShareRead:
-    """Change what a share allows (404: no such user, or not shared with them)."""
-    recipient = await _user_id(store, username)
+    """Change what a share allows (404: no such user, or not shared with them). A change is
+    recorded as share.created with `changes` (the event types have no share.updated)."""
+    task_id, owner_id = task["id"], task["user_id"]
+    person = await _user(store, username)
+    recipient = person["id"]
     params = {"the_task": task_id, "the_recipient": recipient, "new_permission": permission}
     async with store.engine.begin() as connection:
+        old = (await connection.execute(_OLD, params)).scalar_one_or_none()
         created = (await connection.execute(_UPDATE, params)).scalar_one_or_none()
-    if created is None:
-        raise _no_share(task_id, username)
+        if created is None:
+            raise _no_share(task_id, username)
+        if old != permission:
+            changes = {"permission": {"old": old, "new": permission}}
+            event = event_writes.share_event(
+                EventType.SHARE_CREATED, owner_id, owner_id, task_id, person, permission, changes
+            )
+            await event_writes.record(connection, [event], utcnow())
     logger.info("share changed task_id=%s user_id=%s", task_id, recipient)
-    row = {"task_id": task_id, "id": recipient, "username": username}
+    row = {"task_id": task_id, "id": recipient, "username": person["username"]}
     return share_read({**row, "permission": permission, "created_at": created})
 
 
 async def delete_share(store: TaskStore, *, task: TaskRow, user_id: int, username: str) -> None:
     """Remove a share: the owner any, a recipient their own (leaving the task)."""
-    recipient = await _user_id(store, username)
+    person = await _user(store, username)
+    recipient = person["id"]
     check_share_removal(task["id"], owner=task["user_id"], recipient=recipient, caller=user_id)
     async with store.engine.begin() as connection:
         params = {"the_task": task["id"], "the_recipient": recipient}
-        deleted = await connection.execute(_DELETE, params)
-    if deleted.rowcount == 0:
-        raise _no_share(task["id"], username)
+        permission = (await connection.execute(_DELETE, params)).scalar_one_or_none()
+        if permission is None:
+            raise _no_share(task["id"], username)
+        event = event_writes.share_event(
+            EventType.SHARE_DELETED, user_id, task["user_id"], task["id"], person, permission
+        )
+        await event_writes.record(connection, [event], utcnow())
     logger.info("share removed task_id=%s user_id=%s", task["id"], recipient)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from services.task_store import READ_FIELDS
+from services.task_writes import READ_FIELDS
 
 
 def _read_fields(task: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -44,7 +44,7 @@ from db_config import read_only
 from db_models import Task, TaskFile, TaskShare, TaskTag, User, utcnow
 from exceptions import InvalidTokenError
 from models import SortField, TaskCreate, TaskFilters
-from services import task_filters
+from services import event_writes, task_filters
 from services.access import (
     TASK_ID,
     Need,
@@ -57,6 +57,7 @@ from services.access import (
     task_clause,
 )
 from services.task_writes import (
+    READ_FIELDS,
     Owner,
     TaskRow,
     Write,
@@ -74,11 +75,6 @@ TAGS = _METADATA.tables[TaskTag.__tablename__]
 USERS = _METADATA.tables[User.__tablename__]
 FILES = _METADATA.tables[TaskFile.__tablename__]
 SHARES = _METADATA.tables[TaskShare.__tablename__]
-# TaskRead's fields, in TaskRead's order (the JSON keys come out in this order), then `version`.
-READ_FIELDS = (
-    "id", "title", "description", "completed", "priority", "created_at", "updated_at",
-    "due_date", "tags", "user_id",
-)  # fmt: skip
 COLUMNS = (*tuple(name for name in READ_FIELDS if name != "tags"), "version")
 FIRST_VERSION = 1
 
@@ -200,7 +196,7 @@ def list_statement(
 
 
 _LOCK = {
-    need: select(TASKS.c.id, TASKS.c.completed, TASKS.c.version)
+    need: select(*(TASKS.c[name] for name in COLUMNS))
     .where(TASKS.c.id.in_(IDS), task_clause(need))
     .order_by(TASKS.c.id)  # overlapping writers lock in one order: no deadlock
     .with_for_update()  # SQLite: nothing to render; BEGIN IMMEDIATE already serialises writers
@@ -299,6 +295,7 @@ class TaskStore:
             task["id"] = (await connection.execute(INSERT_TASK, values)).scalar_one()
             if task["tags"]:
                 await connection.execute(INSERT_TAGS, tag_rows(user_id, task["id"], task["tags"]))
+            await event_writes.record(connection, [event_writes.task_created(user_id, task)], now)
         return task
 
     @staticmethod
@@ -320,25 +317,30 @@ class TaskStore:
             locked = await self._lock(
                 connection, user_id, ids, Need.WRITE, write.allowed, bulk=write.bulk
             )
-            tags = await self._tags(connection, ids) if edit_tags or "tags" not in changes else {}
+            tags = await self._tags(connection, ids)
             if edit_tags is not None:
                 edited = edit_tags(tags[ids[0]])
                 if edited is None:  # nothing to change: the task as it is
                     return Written([await self._reread(connection, user_id, ids[0])])
                 changes = {"tags": edited}
             fields, params = field_params(changes)
-            params.update(ids=ids, now=utcnow())
+            now = utcnow()
+            params.update(ids=ids, now=now)
             rows = (await connection.execute(update_statement(fields), params)).mappings().all()
             owner_of = {row["id"]: row["user_id"] for row in rows}
+            old = {i: {**locked[i], "tags": tags[i]} for i in ids}
             if "tags" in changes:
                 tags = {task_id: list(changes["tags"]) for task_id in ids}
                 await connection.execute(_DELETE_TAGS, {"ids": ids})
                 new = [r for i in ids for r in tag_rows(owner_of[i], i, changes["tags"])]
                 if new:
                     await connection.execute(INSERT_TAGS, new)
+            tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
+            await event_writes.record(
+                connection, event_writes.task_update_events(user_id, old, tasks, changes), now
+            )
             owners = await bump(connection, user_id, sorted(set(owner_of.values())))
-        tasks = [as_task({**row, "tags": tags[row["id"]]}) for row in rows]
-        completed_now = [t for t in tasks if t["completed"] and not locked[t["id"]]]
+        completed_now = [t for t in tasks if t["completed"] and not old[t["id"]]["completed"]]
         return Written(tasks, completed_now, owners)
 
     async def delete(
@@ -349,8 +351,11 @@ class TaskStore:
         the second waits for the first's lock, then finds nothing: 404."""
         params = caller_params(user_id, the_task=task_id)
         async with self.engine.begin() as connection:
-            await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
+            locked = await self._lock(connection, user_id, [task_id], Need.OWNER, allowed)
             keys = list((await connection.execute(_FILE_KEYS, params)).scalars())
+            owner = locked[task_id]["user_id"]
+            event = event_writes.task_deleted(user_id, owner, task_id, keys)
+            await event_writes.record(connection, [event], utcnow())
             await connection.execute(_DELETE_TASK, params)
             await bump(connection, user_id, [user_id], added=-1)
         return keys
@@ -364,9 +369,9 @@ class TaskStore:
         allowed: frozenset[int] | None,
         *,
         bulk: bool = False,
-    ) -> dict[int, bool]:
+    ) -> dict[int, dict[str, Any]]:
         """Lock the tasks the caller may use for `need` (in id order) and check If-Match on
-        them; every id must be there. Returns each task's `completed` before this write."""
+        them; every id must be there. Returns each task's columns before this write."""
         params = caller_params(user_id, ids=ids)
         rows = (await connection.execute(_LOCK[need], params)).all()
         if len(rows) < len(ids):
@@ -377,7 +382,7 @@ class TaskStore:
             )
         for row in rows:
             check_version(row.id, row.version, allowed)
-        return {row.id: bool(row.completed) for row in rows}
+        return {row.id: dict(row._mapping) for row in rows}
 
     @staticmethod
     async def _tags(connection: AsyncConnection, ids: list[int]) -> dict[int, list[str]]:

@@ -18,9 +18,12 @@ from typing import Any
 
 from sqlalchemy import (
     Executable,
+    Text,
     bindparam,
+    cast,
     func,
     insert,
+    literal,
     select,
     true,
     update,
@@ -32,6 +35,7 @@ from db_config import DriverQuery
 from db_models import utcnow
 from exceptions import InvalidTokenError
 from models import TaskCreate
+from services import event_writes
 from services.access import (
     CALLER,
     TASK_ID,
@@ -43,6 +47,7 @@ from services.access import (
     task_clause,
     version_clause,
 )
+from services.events import EVENTS, EventType, txid
 from services.task_store import (
     COLUMNS,
     COMPLETION_MAIL,
@@ -83,7 +88,16 @@ def _insert_statement() -> Executable:
     new_tags = insert(TAGS).from_select(
         ["task_id", "user_id", "tag", "position"], numbered.join_from(task, given, true())
     )
-    return select(task.c.id).add_cte(new_tags.cte("tags"))
+    data = literal('{"task":{"id":') + cast(task.c.id, Text) + bindparam("event_tail", type_=Text)
+    at = bindparam("new_created_at", type_=TASKS.c.created_at.type)
+    kind = literal(EventType.TASK_CREATED.value)
+    event_row = select(
+        txid("postgresql"), at, kind, caller.c.user_id, caller.c.user_id, task.c.id, task.c.id,
+        data,
+    ).select_from(caller.join(task, true()))  # fmt: skip
+    columns = ["txid", "occurred_at", "type", "actor_id", "owner_id", "task_id", "resource_id"]
+    event = insert(EVENTS).from_select([*columns, "data"], event_row)
+    return select(task.c.id).add_cte(new_tags.cte("tags")).add_cte(event.cte("event"))
 
 
 _INSERT = _insert_statement()
@@ -106,7 +120,8 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
     and its row lock, which `snapshot_version + 1 == version` tells the caller. For the same
     reason a PATCH that sends tags takes the portable path: a DELETE of the tags not listed
     would only see the tags of the statement's snapshot, and keep any added meanwhile."""
-    lock = select(TASKS.c.id, TASKS.c.completed.label("was_completed"))
+    olds = (TASKS.c[name].label(f"old_{name}") for name in fields)
+    lock = select(TASKS.c.id, TASKS.c.completed.label("was_completed"), *olds)
     # The caller's credential is checked here, before anything is written (the statement
     # commits on its own); without it, `refuse` answers 401.
     lock = lock.where(TASKS.c.id == TASK_ID, task_clause(Need.WRITE), live_credential())
@@ -118,7 +133,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         update(TASKS)
         .where(TASKS.c.id == locked.c.id)
         .values(values)
-        .returning(*_RETURNED, locked.c.was_completed)
+        .returning(*_RETURNED, *(c for c in locked.c if c.name != "id"))
         .cte("patched")
     )
     bumped = (
@@ -172,6 +187,7 @@ class PostgresTaskStore(TaskStore):
         task = self.new_row(user_id, data, utcnow())
         params = {f"new_{name}": task[name] for name in _NEW_COLUMNS[1:]}
         params.update(caller_params(user_id, tags=task["tags"]))
+        params["event_tail"] = event_writes.task_created_data_tail(task).decode()
         tag_rows(user_id, 0, task["tags"])  # the tag count limit, before any write
         async with self.engine.connect() as connection:
             single = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -196,20 +212,26 @@ class PostgresTaskStore(TaskStore):
         if allowed is not None:
             params["allowed"] = sorted(allowed)  # one int[] parameter (access.version_clause)
         statement = _update_statement(fields, allowed is not None)
-        async with self.engine.connect() as connection:
-            single = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            found = (await single.execute(statement, params)).mappings().first()
+        async with self.engine.begin() as connection:
+            found = (await connection.execute(statement, params)).mappings().first()
             if found is None:
                 await refuse(
-                    single, user_id=user_id, task_id=task_id, need=Need.WRITE, allowed=allowed
+                    connection, user_id=user_id, task_id=task_id, need=Need.WRITE, allowed=allowed
                 )
-        row = dict(found)
-        if row["snapshot_version"] + 1 != row["version"]:
-            # Another write committed while this one waited for the row lock, so the tags this
-            # statement's snapshot saw may be older than the row it wrote. Answer with the task
-            # as it is now (its own version: body and ETag always agree).
-            row = {**row, **await self.read(user_id=user_id, task_id=task_id, need=Need.WRITE)}
-        task = as_task(row)
+            row = dict(found)
+            if row["snapshot_version"] + 1 != row["version"]:
+                # Another write committed while this one waited for the row lock, so the tags
+                # this statement's snapshot saw may be older than the row it wrote. Answer with
+                # the task as it is now (its own version: body and ETag always agree).
+                row = {**row, **await self._reread(connection, user_id, task_id)}
+            task = as_task(row)
+            old = {name: row[f"old_{name}"] for name in fields}
+            event_changes = event_writes.changed_fields(old, task, fields)
+            if event_changes:
+                event = event_writes.task_updated(
+                    user_id, task, event_changes, bool(row["was_completed"])
+                )
+                await event_writes.record(connection, [event], params["now"])
         completed_now = [task] if task["completed"] and not row["was_completed"] else []
         owner = Owner(
             row["username"], row["email"], bool(row["completion_mail"]), bool(row["email_verified"])

@@ -14,6 +14,11 @@ import orjson
 from exceptions import TooManyTagsError
 from models import MAX_TAGS_PER_TASK, Priority
 
+# TaskRead's fields, in TaskRead's order (the JSON keys come out in this order), then `version`.
+READ_FIELDS = (
+    "id", "title", "description", "completed", "priority", "created_at", "updated_at",
+    "due_date", "tags", "user_id",
+)  # fmt: skip
 TaskRow = dict[str, Any]
 TagEdit = Callable[[list[str]], list[str] | None]
 

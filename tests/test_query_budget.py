@@ -21,6 +21,8 @@ from logging_config import JsonFormatter
 from tests.conftest import make_task, make_user
 
 _COUNTED = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+# The event of a write and its audience rows (SQLite: two statements; PostgreSQL: one WITH).
+_EVENT = ("INSERT", "INSERT")
 
 
 @contextmanager
@@ -118,10 +120,10 @@ async def test_create_is_one_statement_on_postgresql(
     assert fetched.json() == response.json()  # what was answered is what was stored
     kinds = [statement.split()[0] for statement in seen]
     if app.state.engine.dialect.name == "postgresql":
-        # The version bump, the task and its tags: one WITH … statement, one round trip.
+        # The version bump, the task, its tags and its event: one WITH … statement.
         assert kinds == ["WITH"], seen
     else:
-        assert kinds == ["UPDATE", "INSERT", "INSERT"], seen
+        assert kinds == ["UPDATE", "INSERT", "INSERT", "INSERT"], seen
 
 
 async def test_patch_is_one_statement_on_postgresql(
@@ -131,12 +133,16 @@ async def test_patch_is_one_statement_on_postgresql(
     task = await make_task(client, user, tags=["a", "b"])
     postgresql = app.state.engine.dialect.name == "postgresql"
     for body, sqlite_kinds in (
-        # The portable write (services.task_store): lock the rows the clause allows (which
-        # also gives the value a completion replaces), read the tags kept, UPDATE, bump.
-        ({"title": "renamed"}, ["SELECT", "SELECT", "UPDATE", "UPDATE"]),
-        ({"completed": True}, ["SELECT", "SELECT", "UPDATE", "UPDATE"]),
-        # Tags sent: none to read; the old ones deleted, the new ones inserted.
-        ({"tags": ["b", "c"]}, ["SELECT", "UPDATE", "DELETE", "INSERT", "UPDATE"]),
+        # The portable write (services.task_store): lock the rows the clause allows (the old
+        # values the event's `changes` name), read the tags, UPDATE, the event and its
+        # audience, bump.
+        ({"title": "renamed"}, ["SELECT", "SELECT", "UPDATE", *_EVENT, "UPDATE"]),
+        ({"completed": True}, ["SELECT", "SELECT", "UPDATE", *_EVENT, "UPDATE"]),
+        # Tags sent: the old ones deleted, the new ones inserted.
+        (
+            {"tags": ["b", "c"]},
+            ["SELECT", "SELECT", "UPDATE", "DELETE", "INSERT", *_EVENT, "UPDATE"],
+        ),
     ):
         with statements(app) as seen:
             response = await client.patch(f"/tasks/{task['id']}", json=body, headers=user.headers)
@@ -145,9 +151,13 @@ async def test_patch_is_one_statement_on_postgresql(
         assert response.json() == fetched.json()  # what was answered is what was stored
         assert response.headers["etag"] == fetched.headers["etag"]
         kinds = [statement.split()[0] for statement in seen]
-        # PostgreSQL: one WITH statement, unless tags are sent (services.task_store_pg says why).
-        one_statement = postgresql and "tags" not in body
-        assert kinds == (["WITH"] if one_statement else sqlite_kinds), seen
+        # PostgreSQL: the PATCH as one WITH statement and the event with its audience as
+        # another, in one transaction; unless tags are sent (services.task_store_pg says why).
+        expected = sqlite_kinds
+        if postgresql:
+            portable = ["SELECT", "SELECT", "UPDATE", "DELETE", "INSERT", "WITH", "UPDATE"]
+            expected = ["WITH", "WITH"] if "tags" not in body else portable
+        assert kinds == expected, seen
     assert fetched.json()["tags"] == ["b", "c"]
     assert fetched.json()["title"] == "renamed"
 
