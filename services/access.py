@@ -46,7 +46,7 @@ TASK_ID = bindparam("the_task", type_=Integer)
 # finds it among the caller's revoked ones; set once by the dependency that authenticates the
 # request (dependencies._authenticate). The default is found in every list, so a statement run
 # outside an authenticated request finds no caller (401).
-_NEEDLE: ContextVar[str] = ContextVar("the_revoked", default="")
+_NEEDLE: ContextVar[str] = ContextVar("the_revoked", default="%")
 
 
 def act_as(principal: Principal) -> None:
@@ -81,8 +81,9 @@ def caller_params(user_id: int, **more: Any) -> dict[str, Any]:
 
 
 def revoked_needle(credential_id: int) -> str:
-    """How a credential appears in `users.revoked_credentials` (`,<id>@<forget at>,…`)."""
-    return f",{credential_id}@" if credential_id else ""
+    """The LIKE pattern that finds a credential in `users.revoked_credentials`
+    (`,<id>@<forget at>,…`); no credential: `%`, which every list matches."""
+    return f"%,{credential_id}@%" if credential_id else "%"
 
 
 def caller_clause(users: Any = _USERS) -> ColumnElement[bool]:
@@ -100,7 +101,7 @@ def caller_clause(users: Any = _USERS) -> ColumnElement[bool]:
 
 def _not_revoked(users: Any) -> ColumnElement[bool]:
     listed: ColumnElement[str] = users.c.revoked_credentials
-    return ~listed.contains(REVOKED)
+    return listed.not_like(REVOKED)
 
 
 # The caller's row under its own name, for statements whose FROM already has `users` (BUMP
