@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -96,6 +97,19 @@ Tag = Annotated[
 # A tag as a path segment: what a stored tag can be (no control characters), unstripped.
 TAG_PATH = r"^[^\x00-\x1f\x7f]+$"
 ISODate = Annotated[date, BeforeValidator(_iso_date_only)]
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_datetime_only(value: object) -> object:
+    # Lax parsing would read 0.5 or "0" as seconds since 1970; a time is ISO 8601 text.
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+        raise ValueError("must be a date and time in ISO 8601 form, e.g. 2026-12-01T09:30:00Z")
+    return value
+
+
+# A date and time with its UTC offset (RFC 3339, the schema's `date-time`), as text only.
+ISODateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime_only)]
 TagList = Annotated[list[Tag], Field(max_length=MAX_TAGS_PER_TASK), AfterValidator(_unique)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, Field
 from db_models import utcnow
 from dependencies import ReadableTask, SettingsDep, TaskReader, TaskStoreDep
 from events_models import ActivityEntry, ActivityStats, ChangesPage
+from models import ISODateTime
 from openapi_docs import error_responses, with_headers
 from routers.paging import pagination_headers
 from services import activity, feed
@@ -43,8 +43,12 @@ class Action(StrEnum):
 
 
 class Period(BaseModel):
-    start_date: datetime | None = Field(default=None, description="From this time (inclusive)")
-    end_date: datetime | None = Field(default=None, description="Up to this time (inclusive)")
+    start_date: ISODateTime | None = Field(
+        default=None, description="From this time (inclusive), with its UTC offset"
+    )
+    end_date: ISODateTime | None = Field(
+        default=None, description="Up to this time (inclusive), with its UTC offset"
+    )
 
 
 class ActivityFilters(Paging, Period):

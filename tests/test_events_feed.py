@@ -295,3 +295,35 @@ async def test_concurrent_writers_are_each_seen_once(client: httpx.AsyncClient) 
     assert sorted(e["data"]["task"]["id"] for e in events) == sorted(ids)
     assert len({e["id"] for e in events}) == len(events)
     assert orjson.dumps(events)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    value=st.integers().map(str)
+    | st.floats(allow_nan=False).map(str)
+    | st.dates().map(str)
+    | st.datetimes().map(lambda moment: moment.isoformat())  # no UTC offset
+    | st.text(max_size=30).filter(lambda text: not text[:4].isdigit()),
+    path=st.sampled_from(["/activity", "/activity/stats"]),
+    name=st.sampled_from(["start_date", "end_date"]),
+)
+async def test_activity_times_are_iso_with_an_offset_or_422(
+    app: FastAPI, value: str, path: str, name: str
+) -> None:
+    """Numbers are not read as seconds since 1970, nor a time without its offset as anyone's
+    local time: 422, as the schema's `date-time` says."""
+    from tests.conftest import client_for
+
+    async with client_for(app) as client:
+        user = await make_user(client)
+        response = await client.get(path, params={name: value}, headers=user.headers)
+        assert_error(response, 422)
+
+
+async def test_activity_times_with_an_offset_are_taken(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    await make_task(client, user)
+    for value in ("2000-01-01T00:00:00Z", "2000-01-01T01:00:00+01:00", "2000-01-01 00:00:00Z"):
+        response = await client.get("/activity", params={"start_date": value}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 1

@@ -83,6 +83,9 @@ _SECRET_CHECKED = {
     ("patch", "/users/me/change-password"),
     ("delete", "/users/me"),
 }
+# A change-feed cursor the server never issued is 400, one issued longer ago than the retention
+# 410 (resync), by the contract: the schema can only say it is a string.
+_CURSOR_CHECKED = {("get", "/changes"): ["400", "410"]}
 # Routes that end the fuzzer's own sessions (its bearer tokens would be 401 for the rest of the
 # run, and every later operation untested): left to tests/test_sessions.py.
 _REVOKING = ("logout_auth_logout_post", "end_session_users_me_sessions__session_id__delete")
@@ -97,6 +100,7 @@ def _state_dependent_operations(base: str) -> str:
             extra = ["412"] if "If-Match" in headers else []
             extra += ["422"] if (method, path) == _TAGS_ADDED else []
             extra += ["400"] if (method, path) in _SECRET_CHECKED else []
+            extra += _CURSOR_CHECKED.get((method, path), [])
             if extra:
                 blocks.append(
                     f'\n[[operations]]\ninclude-operation-id = "{operation["operationId"]}"\n'
