@@ -26,7 +26,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
+def _create_events() -> None:
     op.create_table(
         "event_consumers",
         sa.Column("name", sa.String(length=40), nullable=False),
@@ -64,6 +64,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_task_id_id", ["task_id", "id"], unique=False)
         batch_op.create_index("ix_events_txid_id", ["txid", "id"], unique=False)
 
+
+def _create_webhooks() -> None:
     op.create_table(
         "webhooks",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -103,6 +105,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "event_id", name=op.f("pk_event_audience")),
     )
+
+
+def _create_deliveries() -> None:
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -138,6 +143,12 @@ def upgrade() -> None:
         batch_op.create_index(
             "uq_webhook_deliveries_webhook_id_event_id", ["webhook_id", "event_id"], unique=True
         )
+
+
+def upgrade() -> None:
+    _create_events()
+    _create_webhooks()
+    _create_deliveries()
 
 
 def downgrade() -> None:
