@@ -1,12 +1,17 @@
 """Maintenance commands, configured by the same environment as the API.
 
     python manage.py reconcile-storage [--grace-seconds N] [--dry-run]
+    python manage.py purge-events
 
 `reconcile-storage` deletes stored blobs that no file row references and that are older than
 the grace period (STORAGE_ORPHAN_GRACE_SECONDS, default one hour), plus uploads a crash left
 half-written. It never deletes a referenced blob, and a second run finds nothing to do. Run it
 from cron or a scheduled job; it is safe while the API is serving. `--dry-run` deletes nothing
 and logs each half-written upload it would purge (`incomplete` in the summary).
+
+`purge-events` deletes the events older than EVENT_RETENTION_DAYS (the change feed and the
+activity log keep no more); run it daily from cron or a scheduled job. Its last line is
+`{"purged": N}`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import timedelta
 from background_tasks import ReconcileReport, reconcile_storage
 from db_config import build_engine, build_sessionmaker
 from logging_config import configure_logging
+from services.feed import purge_events
 from settings import ConfigurationError, Settings, get_settings
 from storage import build_storage
 
@@ -43,6 +49,14 @@ async def reconcile(
         await engine.dispose()
 
 
+async def purge(settings: Settings) -> int:
+    engine = build_engine(settings)
+    try:
+        return await purge_events(engine, settings)
+    finally:
+        await engine.dispose()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python manage.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,19 +70,23 @@ def _parser() -> argparse.ArgumentParser:
         help="only delete blobs at least this old (default: STORAGE_ORPHAN_GRACE_SECONDS)",
     )
     command.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    commands.add_parser("purge-events", help="delete events older than EVENT_RETENTION_DAYS")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.grace_seconds is not None and args.grace_seconds < 0:
+    if getattr(args, "grace_seconds", None) is not None and args.grace_seconds < 0:
         parser.error("--grace-seconds must be 0 or more")
     try:
         settings = get_settings()
     except ConfigurationError as exc:
         parser.exit(1, f"{exc}\n")
     configure_logging(settings)
+    if args.command == "purge-events":
+        sys.stdout.write(json.dumps({"purged": asyncio.run(purge(settings))}) + "\n")
+        return 0
     report = asyncio.run(
         reconcile(settings, grace_seconds=args.grace_seconds, dry_run=args.dry_run)
     )

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +23,7 @@ from db_models import utcnow
 from events_models import ChangesPage
 from services import feed
 from services.events import EVENTS, Position
-from tests.conftest import assert_error, make_task, make_user
+from tests.conftest import ROOT, assert_error, make_task, make_user
 from tests.file_helpers import upload
 from tests.test_sharing import share
 
@@ -254,14 +258,23 @@ async def test_purge_removes_only_old_events(client: httpx.AsyncClient, app: Fas
             update(EVENTS).where(EVENTS.c.task_id == first["id"])
             .values(occurred_at=utcnow() - timedelta(days=400))
         )  # fmt: skip
-    from settings import get_settings
-
-    removed = await feed.purge_events(
-        engine, get_settings().model_copy(update={"event_retention_days": 30})
+    # The maintenance command (run daily from cron), in a process of its own.
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": app.state.settings.database_url, "EVENT_RETENTION_DAYS": "30",
+    }  # fmt: skip
+    command = [sys.executable, str(ROOT / "manage.py"), "purge-events"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert removed >= 1
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["purged"] >= 1
     left = await all_changes(client, user)
     assert [e["data"]["task"]["id"] for e in left] == [second["id"]]
+    again = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"purged": 0}
 
 
 async def test_activity_stats_and_task_history(client: httpx.AsyncClient) -> None:
