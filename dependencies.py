@@ -154,6 +154,11 @@ FileWriter = Annotated[int, Depends(_caller_for("files", Need.WRITE))]
 # Sharing a task (and finding whom to share it with) is a personal token's shares:write.
 ShareWriter = Annotated[int, Depends(_caller_for("shares", Need.WRITE))]
 SHARE_WRITE_SCOPE = Depends(_caller_for("shares", Need.WRITE))  # for routes that need no id
+# Managing webhooks is a personal token's webhooks:write (reading them too: there is no
+# webhooks:read, and an endpoint's list shows where the user's data goes).
+WebhookManager = Annotated[int, Depends(_caller_for("webhooks", Need.WRITE))]
+WebhookID = Annotated[int, Path(gt=0, le=MAX_ID, description="The webhook's id")]
+DeliveryID = Annotated[int, Path(gt=0, le=MAX_ID, description="The delivery's id")]
 
 
 async def _load_caller(session: AsyncSession, user_id: int) -> db_models.User:

@@ -29,6 +29,7 @@ from routers import (
     shares,
     tasks,
     users,
+    webhooks,
 )
 from services import api_tokens
 from services import tasks as task_service
@@ -78,6 +79,7 @@ _ROUTERS = (
     comments.comments_router,
     events.changes_router,
     events.activity_router,
+    webhooks.router,
     people.users_router,
     people.notifications_router,
     auth.sessions_router,

@@ -100,17 +100,23 @@ async def read_feed(
     return rows, position, more
 
 
-def feed_body(rows: Sequence[Any], next_cursor: str, has_more: bool) -> bytes:
-    """The response's JSON, `data` passed through as stored (pinned against ChangesPage by
-    tests/test_events_feed.py on both databases)."""
-    parts = [
-        b'{"id":' + str(row.id).encode()
+def event_json(row: Any) -> bytes:
+    """One event's public JSON `{id, type, occurred_at, actor_id, data}`, `data` passed through
+    as stored: the feed's items and the webhook payloads (services/webhooks.py) alike."""
+    json: bytes = (
+        b'{"id":' + orjson.dumps(row.id)
         + b',"type":' + orjson.dumps(row.type)
         + b',"occurred_at":' + orjson.dumps(row.occurred_at, option=orjson.OPT_UTC_Z)
         + b',"actor_id":' + orjson.dumps(row.actor_id)
         + b',"data":' + row.data.encode() + b"}"
-        for row in rows
-    ]  # fmt: skip
+    )  # fmt: skip
+    return json
+
+
+def feed_body(rows: Sequence[Any], next_cursor: str, has_more: bool) -> bytes:
+    """The response's JSON, `data` passed through as stored (pinned against ChangesPage by
+    tests/test_events_feed.py on both databases)."""
+    parts = [event_json(row) for row in rows]
     return (
         b'{"changes":[' + b",".join(parts) + b'],"next_cursor":' + orjson.dumps(next_cursor)
         + b',"has_more":' + (b"true" if has_more else b"false") + b"}"
