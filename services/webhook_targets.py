@@ -22,6 +22,15 @@ from exceptions import AppError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Special-purpose ranges (RFC 6890 and later) that Python's `is_global` tables miss in some
+# versions (3.11 lists only 192.0.0.0/29 of 192.0.0.0/24): refused whatever the version.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "192.0.0.0/24", "100.64.0.0/10", "198.18.0.0/15", "2001::/23", "2001:db8::/32",
+        "3fff::/20", "64:ff9b:1::/48", "100::/64", "5f00::/16",
+    )
+)  # fmt: skip
 
 
 class UnsafeTargetError(AppError):
@@ -66,6 +75,7 @@ def is_public(address: IPAddress) -> bool:
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
+        or any(address in network for network in _NOT_PUBLIC)
     ):
         return False
     if isinstance(address, ipaddress.IPv6Address):
