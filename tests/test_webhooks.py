@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +28,7 @@ from services.webhook_delivery import DELIVERIES, WEBHOOKS
 from services.webhook_targets import UnsafeTargetError, check_target, is_public
 from settings import Settings
 from tests.conftest import User, assert_error, client_for, make_task, make_user
-from tests.webhook_receiver import Reply, receiving
+from tests.webhook_receiver import Reply, receiving, self_signed
 
 PUBLIC_URL = "https://93.184.215.14/hook"  # an IP literal: no DNS needed to accept it
 DELIVERY_KEYS = {
@@ -569,6 +571,41 @@ async def test_attempt_disabled_webhook_nothing_to_do(open_client: httpx.AsyncCl
         assert await webhooks.attempt(sessions, app.state.settings, delivery_id) is None
     assert receiver.received == []
     assert (await delivery_row(app, delivery_id)).attempts == 0
+
+
+async def test_attempt_https_pinned_address_keeps_name_for_tls(
+    open_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Connected to 127.0.0.1, the checked address, with TLS for the name: the certificate
+    names only `localhost`, so the handshake succeeds only if SNI and the check use the name."""
+    app = open_client._transport.app  # type: ignore[attr-defined]
+    alice = await make_user(open_client)
+    certificate, key = self_signed(tmp_path, "localhost")
+    trusting = httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=str(certificate)), trust_env=False
+    )
+    with receiving(tls=(certificate, key)) as receiver:
+        hook = await add_webhook(open_client, alice, receiver.url(host="localhost", scheme="https"))
+        delivery_id = await planned_test_delivery(open_client, alice, hook)
+        async with trusting:
+            result = await webhooks.attempt(
+                app.state.sessionmaker, app.state.settings, delivery_id, client=trusting
+            )
+        assert result is None, (await delivery_row(app, delivery_id)).last_error
+    [request] = receiver.received
+    assert request.headers["Host"] == f"localhost:{receiver.port}"
+    Verifier(hook["secret"]).verify(request.body, request.headers)
+    assert (await delivery_row(app, delivery_id)).status == "succeeded"
+
+
+async def test_webhook_routes_revoked_session_401(client: httpx.AsyncClient) -> None:
+    alice = await make_user(client)
+    hook = await add_webhook(client, alice, PUBLIC_URL)
+    assert (await client.post("/auth/logout", headers=alice.headers)).status_code == 204
+    assert_error(await client.get("/webhooks", headers=alice.headers), 401)
+    assert_error(await client.get(f"/webhooks/{hook['id']}", headers=alice.headers), 401)
+    body = {"url": PUBLIC_URL, "events": ["*"]}
+    assert_error(await client.post("/webhooks", json=body, headers=alice.headers), 401)
 
 
 def test_retry_delays_follow_schedule_then_double(base_settings: Settings) -> None:
