@@ -160,8 +160,12 @@ async def update_webhook(
         changes.update(disabled_at=None, failing_since=None)
     elif changes.get("enabled") is False:
         changes["disabled_at"] = func.coalesce(WEBHOOKS.c.disabled_at, utcnow())
-    statement = update(WEBHOOKS).where(_owned(webhook_id, user_id)).returning(WEBHOOKS)
-    row = (await session.execute(statement.values(changes) if changes else statement)).first()
+    if not changes:  # an UPDATE needs something to set: an empty PATCH reads the webhook
+        statement: Any = select(WEBHOOKS).where(_owned(webhook_id, user_id))
+    else:
+        statement = update(WEBHOOKS).where(_owned(webhook_id, user_id)).values(changes)
+        statement = statement.returning(WEBHOOKS)
+    row = (await session.execute(statement)).first()
     if row is None:
         raise WebhookNotFoundError(webhook_id)
     await session.commit()

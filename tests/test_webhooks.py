@@ -131,6 +131,9 @@ async def test_update_webhook_disable_and_enable_clears_marks(client: httpx.Asyn
         path, json={"events": ["task.created", "*"]}, headers=alice.headers
     )
     assert everything.json()["events"] == ["*"]
+    unchanged = await client.patch(path, json={}, headers=alice.headers)
+    assert unchanged.status_code == 200, unchanged.text
+    assert unchanged.json()["events"] == ["*"]
     off = await client.patch(path, json={"enabled": False}, headers=alice.headers)
     assert off.json()["enabled"] is False
     assert off.json()["disabled_at"] is not None
