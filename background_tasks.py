@@ -1,7 +1,7 @@
-"""Work done after the response: blob cleanup, storage reconciliation, completion emails.
+"""The work jobs do (jobs/work.py runs it): blob cleanup, storage reconciliation, emails.
 
-Every job takes plain values (keys, ids, strings; the storage client and frozen settings), opens
-its own session when it needs one, and can be run twice without harm.
+Every function takes plain values (keys, ids, strings; the storage client and frozen
+settings), opens its own session when it needs one, and can be run twice without harm.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -33,14 +33,18 @@ _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 # --- blobs --------------------------------------------------------------------------------------
 
 
-async def delete_blobs(storage: Storage, keys: Sequence[str]) -> None:
-    """Remove blobs whose rows are already gone; what fails is left to `reconcile-storage`."""
+async def delete_blobs(storage: Storage, keys: Sequence[str]) -> list[str]:
+    """Remove blobs whose rows are already gone; returns the keys that failed (the job retries
+    them; what never goes is left to `reconcile-storage`)."""
+    failed = []
     for key in keys:
         try:
             await storage.delete(key)
         except Exception as exc:
             logger.warning("blob cleanup failed key=%s error=%s", key, type(exc).__name__)
-    logger.info("blob cleanup done count=%s", len(keys))
+            failed.append(key)
+    logger.info("blob cleanup done count=%s failed=%s", len(keys), len(failed))
+    return failed
 
 
 @dataclass
@@ -196,29 +200,6 @@ def notice_message(settings: Settings, notice: Notice) -> EmailMessage:
     return message
 
 
-async def send_completion_email(
-    settings: Settings, *, to: str, name: str, tasks: Sequence[CompletedTask]
-) -> None:
-    """Tell a user their tasks were completed; retried with backoff, never raises."""
-    ids = ",".join(str(task.id) for task in tasks)
-    await _send(
-        settings,
-        lambda: completion_message(settings, to=to, name=name, tasks=tasks),
-        "completion email",
-        f"task_ids={ids}",
-    )
-
-
-async def send_notice(settings: Settings, notice: Notice) -> None:
-    """Send a notice; retried with backoff, never raises."""
-    await _send(
-        settings,
-        lambda: notice_message(settings, notice),
-        f"{notice.kind} email",
-        f"task_id={notice.task_id}",
-    )
-
-
 def link_message(
     settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
 ) -> EmailMessage:
@@ -232,51 +213,39 @@ def link_message(
     return message
 
 
-async def send_link_email(
-    settings: Settings, *, to: str, name: str, subject: str, text: str, link: str
-) -> None:
-    """Send a link email (the link holds a secret: never logged); never raises."""
-    await _send(
-        settings,
-        lambda: link_message(settings, to=to, name=name, subject=subject, text=text, link=link),
-        "link email",
-        f"subject={subject!r}",
-    )
+class MailRetry(Exception):
+    """A message not sent for a reason that may pass (a 4xx answer, a dropped connection):
+    try again after `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry in {seconds} s")
+        self.seconds = seconds
 
 
-async def _send(
-    settings: Settings, build: Callable[[], EmailMessage], what: str, detail: str
+async def send_mail(
+    settings: Settings, message: EmailMessage, *, attempt: int, what: str, detail: str
 ) -> None:
-    """Deliver the message `build` makes, retried with backoff; never raises. `what` and
-    `detail` name it in the log (never the address)."""
+    """Deliver `message` (this is its `attempt`-th try, from 1). Raises MailRetry when it may
+    succeed later and SMTP_MAX_ATTEMPTS allows (after SMTP_RETRY_BACKOFF, doubled per try);
+    otherwise logs the failure. `what` and `detail` name it in the log (never the address)."""
     if not settings.smtp_host:
         logger.info("%s not sent (SMTP_HOST unset) %s", what, detail)
         return
-    for attempt in range(1, settings.smtp_max_attempts + 1):
-        try:
-            await anyio.to_thread.run_sync(_deliver, settings, build())
-        except Exception as exc:
-            # The exception text may quote the address: log its type and code only.
-            code = getattr(exc, "smtp_code", "-")
-            last = attempt == settings.smtp_max_attempts
-            if last or not isinstance(exc, smtplib.SMTPException | OSError) or _is_permanent(exc):
-                logger.error(
-                    "%s failed %s attempts=%s error=%s code=%s",
-                    what,
-                    detail,
-                    attempt,
-                    type(exc).__name__,
-                    code,
-                )
-                return
-            logger.warning(
-                "%s attempt failed, retrying %s attempt=%s error=%s",
-                what,
-                detail,
-                attempt,
-                type(exc).__name__,
-            )
-            await anyio.sleep(settings.smtp_retry_backoff * 2 ** (attempt - 1))
-        else:
-            logger.info("%s sent %s", what, detail)
+    try:
+        await anyio.to_thread.run_sync(_deliver, settings, message)
+    except Exception as exc:
+        # The exception text may quote the address: log its type and code only.
+        code = getattr(exc, "smtp_code", "-")
+        last = attempt >= settings.smtp_max_attempts
+        if last or not isinstance(exc, smtplib.SMTPException | OSError) or _is_permanent(exc):
+            logger.error(
+                "%s failed %s attempts=%s error=%s code=%s",
+                what, detail, attempt, type(exc).__name__, code,
+            )  # fmt: skip
             return
+        logger.warning(
+            "%s attempt failed, retrying %s attempt=%s error=%s",
+            what, detail, attempt, type(exc).__name__,
+        )  # fmt: skip
+        raise MailRetry(settings.smtp_retry_backoff * 2 ** (attempt - 1)) from None
+    logger.info("%s sent %s", what, detail)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from functools import cache
 from typing import Annotated, Any
 
+import procrastinate
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
@@ -74,6 +75,12 @@ async def get_storage(request: Request) -> Storage:
     return storage
 
 
+async def get_jobs(request: Request) -> procrastinate.App:
+    """The job engine (jobs/engine.py), for routes that queue work of their own."""
+    jobs: procrastinate.App = request.app.state.jobs
+    return jobs
+
+
 async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     """For background work that opens its own session after the response (C14)."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
@@ -87,6 +94,7 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 ReadEngineDep = Annotated[AsyncEngine, Depends(get_read_engine)]
 SecretKey = Annotated[str, Depends(get_secret_key)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+JobsDep = Annotated[procrastinate.App, Depends(get_jobs)]
 
 # auto_error=False: a missing token is our 401 with the standard body, not FastAPI's.
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)

@@ -13,6 +13,8 @@ from fastapi import Depends, FastAPI
 from db_config import build_engine, build_sessionmaker
 from docs_ui import install_docs
 from exceptions import register_exception_handlers
+from jobs.api import jobs_for_api
+from jobs.engine import Resources
 from logging_config import configure_logging
 from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting
@@ -103,9 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.cache = build_cache(settings)
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)
+        resources = Resources(settings, app.state.engine, app.state.sessionmaker, app.state.storage)
         try:
-            with _tuned_gc(settings.gc_tuning):
-                yield
+            async with jobs_for_api(resources) as app.state.jobs:
+                with _tuned_gc(settings.gc_tuning):
+                    yield
         finally:
             unregister_pool(app.state.engine)
             await app.state.rate_limiter.storage.close()

@@ -1,7 +1,14 @@
 """Maintenance commands, configured by the same environment as the API.
 
+    python manage.py worker [--name NAME]
     python manage.py reconcile-storage [--grace-seconds N] [--dry-run]
     python manage.py purge-events
+
+`worker` runs jobs (jobs/): mail, blob cleanup, webhook deliveries, and the periodic ones (the
+relay, the retention purge, storage reconciliation). Start as many as you like, on as many
+machines: on PostgreSQL they share the jobs table. It stops on SIGTERM or SIGINT after giving
+running jobs a few seconds; a job it abandons is run again by another worker. On SQLite jobs
+live in the API process, whose own worker runs them (JOB_WORKER_IN_PROCESS).
 
 `reconcile-storage` deletes stored blobs that no file row references and that are older than
 the grace period (STORAGE_ORPHAN_GRACE_SECONDS, default one hour), plus uploads a crash left
@@ -10,8 +17,8 @@ from cron or a scheduled job; it is safe while the API is serving. `--dry-run` d
 and logs each half-written upload it would purge (`incomplete` in the summary).
 
 `purge-events` deletes the events older than EVENT_RETENTION_DAYS (the change feed and the
-activity log keep no more); run it daily from cron or a scheduled job. Its last line is
-`{"purged": N}`.
+activity log keep no more). Workers do it every hour; the command is for a one-off run. Its
+last line is `{"purged": N}`.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 from dataclasses import asdict
 from datetime import timedelta
 
 from background_tasks import ReconcileReport, reconcile_storage
 from db_config import build_engine, build_sessionmaker
+from jobs.engine import Resources, build_job_app, is_durable, run_worker
 from logging_config import configure_logging
 from services.feed import purge_events
 from settings import ConfigurationError, Settings, get_settings
@@ -49,6 +58,26 @@ async def reconcile(
         await engine.dispose()
 
 
+async def work(settings: Settings, name: str) -> int:
+    """Run jobs until SIGTERM/SIGINT. On SQLite there is nothing to take: the jobs are in the
+    API process (exit 2 with a message)."""
+    if not is_durable(settings):
+        sys.stderr.write(
+            "worker: jobs run inside the API on SQLite; set DATABASE_URL to PostgreSQL\n"
+        )
+        return 2
+    engine = build_engine(settings)
+    storage = build_storage(settings)
+    found = Resources(settings, engine, build_sessionmaker(engine), storage)
+    try:
+        async with build_job_app(settings).open_async() as app:
+            await run_worker(app, found, name=name, signals=True)
+    finally:
+        await storage.close()
+        await engine.dispose()
+    return 0
+
+
 async def purge(settings: Settings) -> int:
     engine = build_engine(settings)
     try:
@@ -71,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--dry-run", action="store_true", help="report, delete nothing")
     commands.add_parser("purge-events", help="delete events older than EVENT_RETENTION_DAYS")
+    worker = commands.add_parser("worker", help="run jobs until SIGTERM (PostgreSQL)")
+    worker.add_argument("--name", default=socket.gethostname(), help="shown in the logs")
     return parser
 
 
@@ -84,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         parser.exit(1, f"{exc}\n")
     configure_logging(settings)
+    if args.command == "worker":
+        return asyncio.run(work(settings, args.name))
     if args.command == "purge-events":
         sys.stdout.write(json.dumps({"purged": asyncio.run(purge(settings))}) + "\n")
         return 0

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # that starts `python manage.py worker` processes of its own may turn it off).
     job_worker_in_process: bool = True
     job_concurrency: int = Field(default=4, ge=1, le=100)
+    # A job whose worker sent no heartbeat for this long (killed, machine lost) is run again.
+    job_stalled_seconds: int = Field(default=60, ge=4, le=3600)
 
     # Webhooks (services/webhooks.py): private, loopback and link-local targets (and http://)
     # are refused unless allowed (tests, self-hosting); a delivery waits this long for a 2xx;

@@ -57,7 +57,10 @@ def _include_object(
     reflected: bool,
     compare_to: SchemaItem | None,
 ) -> bool:
-    """Compare an index declared for one dialect (`ddl_if`: the trigram indexes) on it only."""
+    """Compare an index declared for one dialect (`ddl_if`: the trigram indexes) on it only;
+    procrastinate's tables (migration 0012) are its own, not our models'."""
+    if type_ == "table" and reflected and (name or "").startswith("procrastinate_"):
+        return False
     if isinstance(item, Index) and not reflected:
         rule = item._ddl_if  # SQLAlchemy keeps ddl_if()'s rule here, with no public accessor
         dialect = context.get_context().dialect

@@ -2,6 +2,7 @@
 # Container entrypoint.
 #   serve    (default) migrate unless RUN_MIGRATIONS=false, then run the API in the foreground
 #   migrate  alembic upgrade head, then exit (the blue-green deploy runs this before switching)
+#   worker   run jobs until SIGTERM (`python manage.py worker`; PostgreSQL)
 #   other    exec'd as given, e.g. `docker run IMAGE alembic current`
 set -eu
 
@@ -30,6 +31,10 @@ case "${1:-serve}" in
     ;;
   migrate)
     migrate
+    ;;
+  worker)
+    # exec: the worker is PID 1 and gets docker stop's SIGTERM; it gives running jobs 5 s.
+    exec python manage.py worker --name "${WORKER_NAME:-$(hostname)}"
     ;;
   *)
     exec "$@"

@@ -13,12 +13,13 @@ from account_models import Notice, RefreshRequest, ResetRequest, ResetVerify
 from dependencies import (
     AccountPrincipal,
     CurrentUser,
+    JobsDep,
     SecretKey,
     SessionDep,
-    SessionMakerDep,
     SettingsDep,
 )
 from exceptions import UnsupportedMediaTypeError
+from jobs.engine import defer
 from models import NUL_FREE, LoginRequest, Token, TokenForm, UserCreate, UserRead
 from openapi_docs import error_responses
 from rate_limit_config import active_limit, email_key, limiter
@@ -177,16 +178,15 @@ async def request_password_reset(
     body: ResetRequest,
     background: BackgroundTasks,
     session: SessionDep,
-    sessionmaker: SessionMakerDep,
-    settings: SettingsDep,
+    jobs: JobsDep,
 ) -> Notice:
     """Email a reset link, if the address has an account (the answer is the same either way)."""
     await limiter.hit(
         request, active_limit("password_reset"), "password_reset", key=email_key(body.email)
     )
-    await account_links.request_reset(
-        session, background, sessionmaker, settings, email=str(body.email)
-    )
+    user_id = await account_links.request_reset(session, email=str(body.email))
+    if user_id is not None:  # after the response: its time is the same either way
+        background.add_task(defer, jobs, "link_mail", user_id=user_id, purpose=account_links.RESET)
     return Notice(message="If the address has an account, a reset link is on its way")
 
 

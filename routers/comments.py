@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from dependencies import (
     DeletableComment,
     EditableComment,
     ReadableTask,
-    SettingsDep,
     TaskReader,
     TaskStoreDep,
     TaskWriter,
@@ -43,8 +42,6 @@ async def create_comment(
     task: ReadableTask,
     store: TaskStoreDep,
     user_id: TaskWriter,
-    background: BackgroundTasks,
-    settings: SettingsDep,
 ) -> CommentRead:
     """Comment on a task the caller can read (its owner is emailed)."""
     return await comment_service.create_comment(
@@ -52,8 +49,6 @@ async def create_comment(
         task=task,
         user_id=user_id,
         content=data.content,
-        background=background,
-        settings=settings,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 import db_models
@@ -126,10 +126,6 @@ async def delete_file(
     file: OwnedFile,
     user_id: FileWriter,
     session: SessionDep,
-    storage: StorageDep,
-    background: BackgroundTasks,
 ) -> None:
-    """Delete a file (its stored bytes are removed right after the response)."""
-    await file_service.delete_file(
-        session, file=file, user_id=user_id, storage=storage, background=background
-    )
+    """Delete a file (its stored bytes are removed within seconds, by a job)."""
+    await file_service.delete_file(session, file=file, user_id=user_id)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, Query
 
 from account_models import Notice, OpaqueToken, Verified, VerifyRequest
-from dependencies import CurrentUser, SessionDep, SettingsDep
+from dependencies import CurrentUser, JobsDep, SessionDep
+from jobs.engine import defer
 from openapi_docs import error_responses
 from services import account_links
 
@@ -23,14 +24,10 @@ _VERIFY = error_responses(400, 422)
     response_model=Notice,
     responses=error_responses(401, 403, 409),
 )
-async def send_verification(
-    background: BackgroundTasks,
-    session: SessionDep,
-    settings: SettingsDep,
-    user: CurrentUser,
-) -> Notice:
+async def send_verification(jobs: JobsDep, user: CurrentUser) -> Notice:
     """Email a link that verifies the caller's address (valid 24 hours); 409 if verified."""
-    await account_links.send_verification(session, background, settings, user=user)
+    account_links.check_verifiable(user)
+    await defer(jobs, "link_mail", user_id=user.id, purpose=account_links.VERIFY)
     return Notice(message="A verification link is on its way")
 
 

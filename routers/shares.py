@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from dependencies import (
     SHARE_WRITE_SCOPE,
     OwnedTask,
     ReadableTask,
-    SettingsDep,
     ShareWriter,
     TaskReader,
     TaskStoreDep,
@@ -65,8 +64,6 @@ async def share_task(
     data: ShareCreate,
     task: OwnedTask,
     store: TaskStoreDep,
-    background: BackgroundTasks,
-    settings: SettingsDep,
 ) -> ShareRead:
     """Share one of the caller's tasks with another user, to view or to edit."""
     return await share_service.share_task(
@@ -74,8 +71,6 @@ async def share_task(
         task=task,
         username=data.shared_with_username,
         permission=data.permission,
-        background=background,
-        settings=settings,
     )
 
 

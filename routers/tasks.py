@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from dependencies import (
@@ -13,7 +13,6 @@ from dependencies import (
     IfNoneMatch,
     ReadableTask,
     SettingsDep,
-    StorageDep,
     TaskID,
     TaskReader,
     TaskStoreDep,
@@ -130,8 +129,6 @@ async def bulk_update_tasks(
     data: BulkUpdate,
     store: TaskStoreDep,
     user_id: TaskWriter,
-    background: BackgroundTasks,
-    settings: SettingsDep,
 ) -> Response:
     """Apply the same update to several tasks: all of them or none."""
     tasks = await task_service.bulk_update(
@@ -139,8 +136,6 @@ async def bulk_update_tasks(
         user_id=user_id,
         task_ids=data.task_ids,
         changes=data.updates.changes(),
-        background=background,
-        settings=settings,
     )
     return Response(tasks_json(tasks), media_type=_JSON)
 
@@ -167,8 +162,6 @@ async def update_task(
     data: TaskUpdate,
     store: TaskStoreDep,
     user_id: TaskWriter,
-    background: BackgroundTasks,
-    settings: SettingsDep,
     if_match: IfMatch,
 ) -> Response:
     """Change some fields of a task, validated as on create; If-Match guards against lost
@@ -178,8 +171,6 @@ async def update_task(
         user_id=user_id,
         task_id=task_id,
         changes=data.changes(),
-        background=background,
-        settings=settings,
         allowed_versions=if_match,
     )
     return _task_response(task)
@@ -190,8 +181,6 @@ async def delete_task(
     task_id: TaskID,
     store: TaskStoreDep,
     user_id: TaskWriter,
-    storage: StorageDep,
-    background: BackgroundTasks,
     if_match: IfMatch,
 ) -> None:
     """Delete a task with its tags and files (If-Match: only if still at that version)."""
@@ -199,8 +188,6 @@ async def delete_task(
         store,
         user_id=user_id,
         task_id=task_id,
-        storage=storage,
-        background=background,
         allowed_versions=if_match,
     )
 

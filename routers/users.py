@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Response
+from fastapi import APIRouter, Path, Response
 
 import db_models
 from account_models import (
@@ -19,7 +19,8 @@ from account_models import (
     ProfileUpdate,
     SessionRead,
 )
-from dependencies import AccountPrincipal, CurrentUser, SessionDep, SettingsDep, StorageDep
+from dependencies import AccountPrincipal, CurrentUser, JobsDep, SessionDep, SettingsDep
+from jobs.engine import defer
 from models import MAX_ID
 from openapi_docs import error_responses
 from services import api_tokens
@@ -51,21 +52,17 @@ async def update_profile(
 @router.delete("", status_code=204, responses=_BODY)
 async def delete_account(
     data: AccountDeletion,
-    background: BackgroundTasks,
     session: SessionDep,
     settings: SettingsDep,
-    storage: StorageDep,
+    jobs: JobsDep,
     user: CurrentUser,
 ) -> Response:
     """Delete the account and everything it owns (tasks, files and their blobs, sessions)."""
-    await user_service.delete_account(
-        session,
-        user=user,
-        password=data.password,
-        cost=settings.hash_cost,
-        storage=storage,
-        background=background,
+    keys = await user_service.delete_account(
+        session, user=user, password=data.password, cost=settings.hash_cost
     )
+    if keys:
+        await defer(jobs, "delete_blobs", keys=keys)
     return Response(status_code=204)
 
 

@@ -1,22 +1,23 @@
 """Password reset and email verification: single-use tokens sent by email, stored as SHA-256.
 
 A reset request does the same work whether or not the address has an account (one indexed
-lookup, a token made and hashed); storing the token and sending the email happen after the
-response, so neither the answer nor its time says which.
+lookup); making and storing the token and sending the email are a job (`link_mail`, deferred
+after the response), so neither the answer nor its time says which. No token is ever a job
+argument: the job makes it.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from email.message import EmailMessage
 from urllib.parse import quote
 
-from fastapi import BackgroundTasks
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth import hash_password, new_secret, secret_hash
-from background_tasks import send_link_email
+from background_tasks import link_message
 from db_models import OneTimeToken, User, utcnow
 from exceptions import AlreadyVerifiedError, InvalidAccountTokenError
 from services import sessions
@@ -29,6 +30,16 @@ VERIFY = "verify"
 LIFETIMES = {RESET: timedelta(minutes=30), VERIFY: timedelta(hours=24)}
 _PATHS = {RESET: "/auth/password-reset", VERIFY: "/notifications/verify"}
 _TOKENS = OneTimeToken.metadata.tables[OneTimeToken.__tablename__]
+_TEXTS = {
+    RESET: (
+        "Reset your Task Manager password",
+        "To choose a new password, open this link within 30 minutes:",
+    ),
+    VERIFY: (
+        "Verify your Task Manager email address",
+        "To confirm this address, open this link within 24 hours:",
+    ),
+}
 
 
 def link(settings: Settings, purpose: str, token: str) -> str:
@@ -46,64 +57,35 @@ async def _new_token(session: AsyncSession, *, user: User, purpose: str) -> str:
     return token
 
 
-async def request_reset(
-    session: AsyncSession,
-    background: BackgroundTasks,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    *,
-    email: str,
-) -> None:
-    """Look the address up and, if it has an account, store and email a reset token after the
-    response. The request does the same work either way (one lookup, a token made and hashed):
-    the answer and its timing do not say whether the account exists."""
-    token, hashed = new_secret()
-    found = await session.execute(
-        select(User.id, User.email, User.username).where(func.lower(User.email) == email.lower())
-    )
-    user = found.first()
-    await session.rollback()  # end the read: the write happens after the response
-    if user is None:
+async def request_reset(session: AsyncSession, *, email: str) -> int | None:
+    """The id of the account with this address, if any; the caller defers its `link_mail` job
+    after the response, so neither the answer nor its time says whether there is one."""
+    found = await session.execute(select(User.id).where(func.lower(User.email) == email.lower()))
+    user_id = found.scalar()
+    await session.rollback()  # end the read
+    if user_id is None:
         logger.info("password reset requested for no account")
-        return
-    background.add_task(
-        _send_reset, sessionmaker, settings, user_id=user.id, to=user.email,
-        name=user.username, token=token, hashed=hashed,
+    return user_id
+
+
+async def link_message_for(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, user_id: int, purpose: str
+) -> EmailMessage | None:
+    """(In the `link_mail` job.) Store a new single-use token for the user's current address
+    and build the email carrying its link; None if the account is gone (or, for verification,
+    already verified)."""
+    async with sessions() as session:
+        user = await session.get(User, user_id)
+        if user is None or (purpose == VERIFY and user.email_verified):
+            return None
+        token = await _new_token(session, user=user, purpose=purpose)
+        await session.commit()
+    logger.info("%s link issued user_id=%s", purpose, user_id)
+    subject, text = _TEXTS[purpose]
+    return link_message(
+        settings, to=user.email, name=user.username, subject=subject, text=text,
+        link=link(settings, purpose, token),
     )  # fmt: skip
-
-
-async def _send_reset(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    *,
-    user_id: int,
-    to: str,
-    name: str,
-    token: str,
-    hashed: str,
-) -> None:
-    """(After the response.) Store the reset token and email its link; never raises."""
-    try:
-        async with sessionmaker() as session:
-            await session.execute(
-                insert(_TOKENS).values(
-                    token_hash=hashed, user_id=user_id, purpose=RESET, email=to,
-                    expires_at=utcnow() + LIFETIMES[RESET],
-                )
-            )  # fmt: skip
-            await session.commit()
-    except Exception as exc:
-        logger.error("password reset not stored user_id=%s error=%s", user_id, type(exc).__name__)
-        return
-    logger.info("password reset requested user_id=%s", user_id)
-    await send_link_email(
-        settings,
-        to=to,
-        name=name,
-        subject="Reset your Task Manager password",
-        text="To choose a new password, open this link within 30 minutes:",
-        link=link(settings, RESET, token),
-    )
 
 
 async def _spend(session: AsyncSession, *, token: str, purpose: str) -> User:
@@ -139,23 +121,10 @@ async def reset_password(
     logger.info("password reset user_id=%s", user.id)
 
 
-async def send_verification(
-    session: AsyncSession, background: BackgroundTasks, settings: Settings, *, user: User
-) -> None:
-    """Email a verification link to the user's address (409 if already verified)."""
+def check_verifiable(user: User) -> None:
+    """409 if the address is verified already (else the route defers a `link_mail` job)."""
     if user.email_verified:
         raise AlreadyVerifiedError()
-    token = await _new_token(session, user=user, purpose=VERIFY)
-    await session.commit()
-    background.add_task(
-        send_link_email,
-        settings,
-        to=user.email,
-        name=user.username,
-        subject="Verify your Task Manager email address",
-        text="To confirm this address, open this link within 24 hours:",
-        link=link(settings, VERIFY, token),
-    )
 
 
 async def verify_email(session: AsyncSession, *, token: str) -> None:

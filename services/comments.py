@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from fastapi import BackgroundTasks
 from sqlalchemy import Executable, Integer, String, bindparam, delete, func, select, true, update
 
 from db_models import TaskComment, UTCDateTime, utcnow
@@ -24,10 +23,8 @@ from services.access import (
     decide_comment,
 )
 from services.events import EventType
-from services.notifications import comment_notices, schedule_notices
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
-from settings import Settings
 from sharing_models import CommentRead, Paging, UserRef
 
 logger = logging.getLogger(__name__)
@@ -49,11 +46,8 @@ _INSERT = (
     )
     .returning(*(COMMENTS.c[name] for name in _FIELDS))
 )  # fmt: skip
-# The author and the task's owner, for the answer and the owner's notice.
-_PEOPLE = select(
-    USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
-    USERS.c.notify_comment_on_my_task, USERS.c.email_verified,
-).where(USERS.c.id.in_([CALLER, bindparam("owner", type_=Integer)]))  # fmt: skip
+# The author's name, for the answer and the event.
+_AUTHOR = select(USERS.c.username).where(USERS.c.id == CALLER)
 _PAGE = (
     select(*(COMMENTS.c[name] for name in _FIELDS), _AUTHORS.c.username.label("author_name"))
     .join(_AUTHORS, _AUTHORS.c.id == COMMENTS.c.author_id)
@@ -130,19 +124,16 @@ async def create_comment(
     task: TaskRow,
     user_id: int,
     content: str,
-    background: BackgroundTasks,
-    settings: Settings,
 ) -> CommentRead:
-    """Comment on a task the caller can read; its owner is emailed when someone else did."""
+    """Comment on a task the caller can read; its owner is emailed when someone else did (a
+    job derived from the comment.created event)."""
     task_id, owner_id = task["id"], task["user_id"]
     params = {"the_caller": user_id, "the_task": task_id, "new_content": content, "now": utcnow()}
     async with store.engine.begin() as connection:
         row = (await connection.execute(_INSERT, params)).mappings().first()
         if row is None:
             raise TaskNotFoundError(task_id)
-        found = await connection.execute(_PEOPLE, {"the_caller": user_id, "owner": owner_id})
-        people = {person.id: dict(person._mapping) for person in found}
-        author = people[user_id]["username"]
+        author = (await connection.execute(_AUTHOR, {"the_caller": user_id})).scalar_one()
         read = comment_read({**row, "author_name": author})
         event = event_writes.comment_event(
             EventType.COMMENT_CREATED, user_id, owner_id, task_id, row["id"],
@@ -150,12 +141,6 @@ async def create_comment(
         )  # fmt: skip
         await event_writes.record(connection, [event], params["now"])
     logger.info("comment created comment_id=%s task_id=%s", row["id"], task_id)
-    if owner_id != user_id:
-        notices = comment_notices(
-            task_id=task_id, title=task["title"], owner=people[owner_id], author=author,
-            content=content,
-        )  # fmt: skip
-        schedule_notices(background, settings, notices)
     return read
 
 

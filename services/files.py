@@ -11,12 +11,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
-from fastapi import BackgroundTasks
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from background_tasks import delete_blobs
 from db_models import Task, TaskFile, utcnow
 from exceptions import AttachmentNotFoundError, PayloadTooLargeError, TaskNotFoundError
 from models import FileRead
@@ -38,11 +36,6 @@ async def _discard_blob(storage: Storage, key: str) -> None:
             await storage.delete(key)
         except Exception as exc:
             logger.warning("could not remove blob key=%s error=%s", key, type(exc).__name__)
-
-
-def schedule_blob_cleanup(background: BackgroundTasks, storage: Storage, keys: list[str]) -> None:
-    if keys:
-        background.add_task(delete_blobs, storage, keys)
 
 
 async def upload_file(
@@ -130,11 +123,9 @@ async def delete_file(
     *,
     file: TaskFile,
     user_id: int,
-    storage: Storage,
-    background: BackgroundTasks,
 ) -> None:
-    """Delete the row now and the blob after the response. Of two racing deletes, the one
-    whose DELETE finds no row any more answers 404."""
+    """Delete the row now and the blob after (a job derived from the file.deleted event, which
+    names it). Of two racing deletes, the one whose DELETE finds no row any more answers 404."""
     file_id, key, task_id = file.id, file.storage_key, file.task_id
     filename = file.original_filename
     deleted = await session.execute(
@@ -148,5 +139,4 @@ async def delete_file(
         event = event_writes.file_deleted(user_id, owner, task_id, file_id, filename, key)
         await event_writes.record(await session.connection(), [event], utcnow())
     await session.commit()
-    schedule_blob_cleanup(background, storage, [key])
     logger.info("file deleted file_id=%s task_id=%s", file_id, task_id)

@@ -8,8 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import BackgroundTasks
-from sqlalchemy import Integer, String, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, String, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
@@ -19,10 +18,8 @@ from models import TaskFilters
 from services import event_writes
 from services.access import check_share_removal
 from services.events import EventType
-from services.notifications import schedule_notices, share_notices
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
-from settings import Settings
 from sharing_models import ShareRead, UserRef
 
 logger = logging.getLogger(__name__)
@@ -31,14 +28,9 @@ SHARES = TaskShare.metadata.tables[TaskShare.__tablename__]
 _TASK: BindParameter[int] = bindparam("the_task", type_=Integer)
 _RECIPIENT: BindParameter[int] = bindparam("the_recipient", type_=Integer)
 _PERMISSION: BindParameter[str] = bindparam("new_permission", type_=String)
-# The named user, and (for the notices) the owner: one statement.
-# Names are one regardless of case (uq_users_username_lower): `Alice` finds alice.
+# The named user. Names are one regardless of case (uq_users_username_lower): `Alice` finds
+# alice.
 _NAME = func.lower(USERS.c.username) == func.lower(bindparam("username", type_=String))
-_NAMED = or_(_NAME, USERS.c.id == bindparam("owner"))
-_PEOPLE = select(
-    USERS.c.id, USERS.c.username, USERS.c.email, USERS.c.notify_email,
-    USERS.c.notify_task_shared_with_me, USERS.c.email_verified,
-).where(_NAMED)  # fmt: skip
 _USER_ID = select(USERS.c.id, USERS.c.username).where(_NAME)
 # Inserts nothing when the task was deleted meanwhile (404); a second share is the key's 409.
 _INSERT = insert(SHARES).from_select(
@@ -81,20 +73,17 @@ async def share_task(
     task: TaskRow,
     username: str,
     permission: str,
-    background: BackgroundTasks,
-    settings: Settings,
 ) -> ShareRead:
     """Share the caller's task with a user by name: 400 with yourself, 404 no such user, 409
-    already shared with them. Both are emailed (as their preferences allow)."""
+    already shared with them. Both are emailed (as their preferences allow) by jobs derived
+    from the share.created event."""
     task_id, owner_id = task["id"], task["user_id"]
     now = utcnow()
     async with store.engine.begin() as connection:
-        params = {"username": username, "owner": owner_id}
-        people = {row.id: dict(row._mapping) for row in await connection.execute(_PEOPLE, params)}
-        named = [row for row in people.values() if row["username"].lower() == username.lower()]
-        if not named:
+        named = (await connection.execute(_USER_ID, {"username": username})).first()
+        if named is None:
             raise _no_user(username)
-        recipient = named[0]
+        recipient = dict(named._mapping)
         if recipient["id"] == owner_id:
             raise BadRequestError("A task cannot be shared with its owner", field="username")
         values = {"the_task": task_id, "the_recipient": recipient["id"]}
@@ -112,11 +101,6 @@ async def share_task(
         )
         await event_writes.record(connection, [event], now)
     logger.info("task shared task_id=%s user_id=%s", task_id, recipient["id"])
-    notices = share_notices(
-        task_id=task_id, title=task["title"], owner=people[owner_id], recipient=recipient,
-        permission=permission,
-    )  # fmt: skip
-    schedule_notices(background, settings, notices)
     row = {**recipient, "task_id": task_id, "permission": permission, "created_at": now}
     return share_read(row)
 

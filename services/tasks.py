@@ -1,5 +1,5 @@
-"""Task use cases: each is one call into the statement layer (services.task_store) and the side
-effects that follow its commit (completion emails, blob cleanup), logged once."""
+"""Task use cases: each is one call into the statement layer (services.task_store) and the events
+that record it (completion emails and blob cleanup are jobs derived from those), logged once."""
 
 from __future__ import annotations
 
@@ -7,20 +7,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import BackgroundTasks
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from background_tasks import CompletedTask
 from exceptions import BadRequestError, TagNotFoundError
 from models import TaskCreate, TaskFilters
-from services import files as file_service
 from services.access import Need, check_version
-from services.notifications import schedule_completion_notice
 from services.task_store import TaskStore
 from services.task_store_pg import PostgresTaskStore
-from services.task_writes import TaskRow, Write, Written
-from settings import Settings
-from storage import Storage
+from services.task_writes import TaskRow, Write
 
 logger = logging.getLogger(__name__)
 
@@ -45,34 +39,17 @@ async def create_task(store: TaskStore, *, user_id: int, data: TaskCreate) -> Ta
     return task
 
 
-def _notify(background: BackgroundTasks, settings: Settings, written: Written) -> None:
-    """One email to each owner naming every task of theirs this request completed (none, or
-    completion mail turned off: no email), whoever completed them."""
-    for owner_id, owner in written.owners.items():
-        if not owner.completion_mail or (settings.email_require_verified and not owner.verified):
-            continue
-        completed = [task for task in written.completed_now if task["user_id"] == owner_id]
-        schedule_completion_notice(
-            background,
-            settings,
-            to=owner.email,
-            name=owner.username,
-            tasks=[CompletedTask(id=task["id"], title=task["title"]) for task in completed],
-        )
-
-
 async def update_task(
     store: TaskStore,
     *,
     user_id: int,
     task_id: int,
     changes: Mapping[str, Any],
-    background: BackgroundTasks,
-    settings: Settings,
     allowed_versions: frozenset[int] | None = None,
 ) -> TaskRow:
     """PATCH: only the fields sent are written, so concurrent PATCHes of different fields all
-    persist; If-Match guards against lost updates (412); completing a task emails its owner."""
+    persist; If-Match guards against lost updates (412); completing a task emails its owner (a job
+    derived from its task.completed event)."""
     if not changes:  # nothing to write: the task as it is (and If-Match still applies)
         task = await store.read(user_id=user_id, task_id=task_id, need=Need.WRITE)
         check_version(task_id, task["version"], allowed_versions)
@@ -81,7 +58,6 @@ async def update_task(
         Write(user_id, [task_id], changes=changes, allowed=allowed_versions)
     )
     logger.info("task updated task_id=%s fields=%s", task_id, ",".join(sorted(changes)))
-    _notify(background, settings, written)
     return written.tasks[0]
 
 
@@ -91,15 +67,12 @@ async def bulk_update(
     user_id: int,
     task_ids: Sequence[int],
     changes: Mapping[str, Any],
-    background: BackgroundTasks,
-    settings: Settings,
 ) -> list[TaskRow]:
     """Apply one change to many tasks: all of them, or (any id not the caller's) none."""
     if not changes:
         raise BadRequestError("No fields to update were given")
     written = await store.update(Write(user_id, task_ids, changes=changes, bulk=True))
     logger.info("bulk update task_count=%s user_id=%s", len(written.tasks), user_id)
-    _notify(background, settings, written)
     return written.tasks
 
 
@@ -155,11 +128,9 @@ async def delete_task(
     *,
     user_id: int,
     task_id: int,
-    storage: Storage,
-    background: BackgroundTasks,
     allowed_versions: frozenset[int] | None = None,
 ) -> None:
-    """Delete the task; its file rows go with it (ON DELETE CASCADE), their blobs after."""
+    """Delete the task; its file rows go with it (ON DELETE CASCADE), their blobs after (a
+    job derived from its task.deleted event, which lists them)."""
     keys = await store.delete(user_id=user_id, task_id=task_id, allowed=allowed_versions)
-    file_service.schedule_blob_cleanup(background, storage, keys)
     logger.info("task deleted task_id=%s user_id=%s files=%s", task_id, user_id, len(keys))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import BackgroundTasks
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,9 +19,7 @@ from exceptions import (
 )
 from models import Token, UserCreate
 from services import sessions
-from services.files import schedule_blob_cleanup
 from settings import HashCost, Settings
-from storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +126,9 @@ async def delete_account(
     user: User,
     password: str,
     cost: HashCost,
-    storage: Storage,
-    background: BackgroundTasks,
-) -> None:
-    """Delete the account and everything it owns (rows by ON DELETE CASCADE); the file blobs
-    are removed after the commit, as for a deleted task (what fails: reconcile-storage)."""
+) -> list[str]:
+    """Delete the account and everything it owns (rows by ON DELETE CASCADE); returns the blob
+    keys of its files, for the caller's `delete_blobs` job (what is missed: reconcile-storage)."""
     if not await _checked(session, user, password, cost):
         raise WrongPasswordError()
     keys = list(
@@ -147,5 +142,5 @@ async def delete_account(
     if not deleted.rowcount:  # type: ignore[attr-defined]  # a DELETE's CursorResult
         raise InvalidTokenError()
     await session.commit()
-    schedule_blob_cleanup(background, storage, keys)
     logger.info("account deleted user_id=%s files=%s", user.id, len(keys))
+    return keys

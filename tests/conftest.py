@@ -184,6 +184,23 @@ def app_factory(base_settings: Settings) -> Iterator[Callable[..., Any]]:
     configure_limiter(base_settings)
 
 
+@pytest.fixture
+def worker_app_factory(
+    base_settings: Settings, empty_database: str
+) -> Iterator[Callable[..., Any]]:
+    """Apps over a database of their own, migrated, whose in-process job worker (and relay) is
+    theirs alone: jobs run with these apps' settings (SMTP, webhooks), and no other test's
+    events reach them."""
+    migrate(empty_database)
+
+    def factory(**overrides: Any) -> Any:
+        settings = {"database_url": empty_database, "job_worker_in_process": True}
+        return running_app(base_settings.model_copy(update=settings | overrides))
+
+    yield factory
+    configure_limiter(base_settings)
+
+
 # --- factories ----------------------------------------------------------------------------------
 
 

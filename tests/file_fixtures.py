@@ -68,6 +68,16 @@ async def files_app(
 
 
 @pytest.fixture
+async def worker_files_app(
+    worker_app_factory: Callable[..., Any], backend_settings: dict[str, Any]
+) -> AsyncIterator[FastAPI]:
+    """An app on this test's backend whose job worker (blob cleanup) uses that backend: it has
+    a database of its own, so only its relay derives the jobs."""
+    async with worker_app_factory(**backend_settings) as application:
+        yield application
+
+
+@pytest.fixture
 async def files_client(files_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(files_app) as http:
         yield http

@@ -16,14 +16,18 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from tests.conftest import PASSWORD, assert_error, client_for, fresh_ip, make_user
+from tests.jobs_helpers import settled
 from tests.test_notifications import Inbox, _smtp, smtp_server  # noqa: F401 (a fixture)
 
 PUBLIC = "https://tasks.example.org"
 
 
 @pytest.fixture
-async def mail_app(app_factory: Any, smtp_server: tuple[Inbox, int]) -> AsyncIterator[FastAPI]:  # noqa: F811
-    async with app_factory(public_url=PUBLIC, **_smtp(smtp_server[1])) as app:
+async def mail_app(
+    worker_app_factory: Any,
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> AsyncIterator[FastAPI]:
+    async with worker_app_factory(public_url=PUBLIC, **_smtp(smtp_server[1])) as app:
         yield app
 
 
@@ -49,6 +53,7 @@ async def test_reset_emails_a_link_whose_token_sets_the_password_once_and_ends_s
             "/auth/password-reset/request", json={"email": user.email.upper()}
         )
         assert requested.status_code == 202
+        await settled(client)
         (message,) = inbox.messages()
         assert message["To"] == user.email
         token = _link(inbox, "/auth/password-reset")
@@ -110,7 +115,8 @@ class _ResponseStart:
 async def test_reset_request_answer_and_timing_do_not_reveal_the_account(
     app_factory: Any,
 ) -> None:
-    async with app_factory(rate_limit_enabled=False) as app:
+    # No worker in this app: the jobs the known address's requests defer would run meanwhile.
+    async with app_factory(rate_limit_enabled=False, job_worker_in_process=False) as app:
         timed = _ResponseStart(app)
         transport = httpx.ASGITransport(app=timed, client=(fresh_ip(), 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -167,6 +173,7 @@ async def test_verification_link_verifies_the_address_once(
         user = await make_user(client)
         sent = await client.post("/notifications/send-verification", headers=user.headers)
         assert sent.status_code == 202
+        await settled(client)
         token = _link(inbox, "/notifications/verify")
         verified = await client.get("/notifications/verify", params={"token": token})
         assert verified.status_code == 200
@@ -187,11 +194,13 @@ async def test_verification_by_post_and_a_changed_address_voids_the_token(
     async with client_for(mail_app) as client:
         user = await make_user(client)
         await client.post("/notifications/send-verification", headers=user.headers)
+        await settled(client)
         stale = _link(inbox, "/notifications/verify")
         new_email = f"moved.{user.email}"
         await client.patch("/users/me", json={"email": new_email}, headers=user.headers)
         assert_error(await client.post("/notifications/verify", json={"token": stale}), 400)
         await client.post("/notifications/send-verification", headers=user.headers)
+        await settled(client)
         assert inbox.messages()[-1]["To"] == new_email
         fresh = _link(inbox, "/notifications/verify")
         verified = await client.post("/notifications/verify", json={"token": fresh})

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from db_models import User
 from tests.conftest import PASSWORD, assert_error, client_for, make_task, make_user, unique_name
 from tests.file_helpers import blob_keys, upload
+from tests.jobs_helpers import settled
 
 
 def _bearer(pair: dict[str, Any]) -> dict[str, str]:
@@ -151,7 +152,8 @@ async def test_delete_account_removes_everything_it_owns_blobs_included(
         "DELETE", "/users/me", json={"password": PASSWORD}, headers=user.headers
     )
     assert deleted.status_code == 204
-    assert await blob_keys(app) == before  # the blob went after the commit
+    await settled(app)
+    assert await blob_keys(app) == before  # the blob went after the commit, by a job
     assert_error(await client.get("/users/me", headers=user.headers), 401)
     assert_error(await _login(client, user.username), 401)
     assert (

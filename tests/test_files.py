@@ -25,6 +25,7 @@ from tests.file_helpers import (
     storage_of,
     upload,
 )
+from tests.jobs_helpers import settled
 
 pytest_plugins = ["tests.file_fixtures"]
 
@@ -141,8 +142,14 @@ async def test_list_files_returns_the_tasks_files_in_upload_order(
 
 
 async def test_delete_file_returns_204_removes_row_and_blob(
-    files_client: httpx.AsyncClient, files_app: FastAPI
+    worker_files_app: FastAPI,
 ) -> None:
+    files_app = worker_files_app
+    async with client_for(files_app) as files_client:
+        await _delete_file_checked(files_client, files_app)
+
+
+async def _delete_file_checked(files_client: httpx.AsyncClient, files_app: FastAPI) -> None:
     user = await make_user(files_client)
     task = await make_task(files_client, user)
     kept = await _upload_ok(files_client, task["id"], "keep.txt", b"keep", user.headers)
@@ -153,7 +160,7 @@ async def test_delete_file_returns_204_removes_row_and_blob(
     response = await files_client.delete(f"/files/{doomed['id']}", headers=user.headers)
     assert response.status_code == 204
     assert response.content == b""
-    # httpx's ASGI transport returns after the app's background tasks have run.
+    await settled(files_app)  # the blob goes by a job derived from the file.deleted event
     assert not await storage_of(files_app).exists(doomed_key)
     assert await blob_keys(files_app) == before
     assert_error(
@@ -167,8 +174,14 @@ async def test_delete_file_returns_204_removes_row_and_blob(
 
 
 async def test_delete_task_removes_its_files_and_blobs(
-    files_client: httpx.AsyncClient, files_app: FastAPI
+    worker_files_app: FastAPI,
 ) -> None:
+    files_app = worker_files_app
+    async with client_for(files_app) as files_client:
+        await _delete_task_checked(files_client, files_app)
+
+
+async def _delete_task_checked(files_client: httpx.AsyncClient, files_app: FastAPI) -> None:
     user = await make_user(files_client)
     survivor = await make_task(files_client, user)
     kept = await _upload_ok(files_client, survivor["id"], "keep.pdf", PDF, user.headers)
@@ -186,6 +199,7 @@ async def test_delete_task_removes_its_files_and_blobs(
     for file in files:
         assert_error(await files_client.get(f"/files/{file['id']}", headers=user.headers), 404)
     assert_error(await files_client.get(f"/tasks/{task['id']}/files", headers=user.headers), 404)
+    await settled(files_app)
     assert await blob_keys(files_app) == kept_keys
     download = await files_client.get(f"/files/{kept['id']}", headers=user.headers)
     assert download.content == PDF

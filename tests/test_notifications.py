@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from tests.conftest import client_for, make_task, make_user
 from tests.file_helpers import free_port
+from tests.jobs_helpers import settled
 
 SENDER = "Task Manager <tasks@example.org>"
 
@@ -95,16 +96,16 @@ def _smtp(port: int, **overrides: Any) -> dict[str, Any]:
     }
 
 
-async def _app_client(app_factory: Any, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_factory(**settings) as app, client_for(app) as client:
+async def _app_client(worker_app_factory: Any, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with worker_app_factory(**settings) as app, client_for(app) as client:
         yield client
 
 
 @pytest.fixture
 async def mail_client(
-    app_factory: Any, smtp_server: tuple[Inbox, int]
+    worker_app_factory: Any, smtp_server: tuple[Inbox, int]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _app_client(app_factory, **_smtp(smtp_server[1])):
+    async for client in _app_client(worker_app_factory, **_smtp(smtp_server[1])):
         yield client
 
 
@@ -124,6 +125,7 @@ async def test_completing_a_task_emails_its_owner(
     task = await make_task(mail_client, user, title="Renew passport")
     await _complete(mail_client, user, task["id"])
 
+    await settled(mail_client)
     (envelope,) = inbox.envelopes
     assert envelope.rcpt_tos == [user.email]
     (message,) = inbox.messages()
@@ -156,6 +158,7 @@ async def test_only_false_to_true_sends_an_email(
         response = await mail_client.patch(f"/tasks/{task['id']}", json=body, headers=user.headers)
         assert response.status_code == 200
     expected = 1 if {"completed": True} in steps else 0
+    await settled(mail_client)
     assert len(inbox.envelopes) == expected
 
 
@@ -183,6 +186,7 @@ async def test_racing_completions_of_one_task_send_one_email(
     assert 7 in versions
     final = await mail_client.get(f"/tasks/{task['id']}", headers=user.headers)
     assert final.headers["etag"] == '"7"'
+    await settled(mail_client)
     assert len(inbox.envelopes) == 1
 
 
@@ -191,6 +195,7 @@ async def test_creating_a_completed_task_sends_no_email(
 ) -> None:
     user = await make_user(mail_client)
     await make_task(mail_client, user, completed=True)
+    await settled(mail_client)
     assert smtp_server[0].envelopes == []
 
 
@@ -208,6 +213,7 @@ async def test_bulk_completion_sends_one_email_naming_the_newly_completed_tasks(
         headers=user.headers,
     )
     assert response.status_code == 200
+    await settled(mail_client)
     (message,) = inbox.messages()
     assert message["Subject"] == "2 tasks completed"
     body = message.get_content()
@@ -222,6 +228,7 @@ async def test_title_with_line_breaks_cannot_add_mail_headers(
     user = await make_user(mail_client)
     task = await make_task(mail_client, user, title="Done\r\nBcc: victim@example.com")
     await _complete(mail_client, user, task["id"])
+    await settled(mail_client)
     (envelope,) = smtp_server[0].envelopes
     assert envelope.rcpt_tos == [user.email]
     (message,) = smtp_server[0].messages()
@@ -237,6 +244,7 @@ async def test_transient_smtp_failures_are_retried_until_delivered(
     user = await make_user(mail_client)
     task = await make_task(mail_client, user)
     await _complete(mail_client, user, task["id"])
+    await settled(mail_client)
     assert inbox.attempts == 3
     assert len(inbox.envelopes) == 1
 
@@ -257,6 +265,7 @@ async def test_failing_smtp_server_is_logged_and_never_affects_the_response(
     user = await make_user(mail_client)
     task = await make_task(mail_client, user)
     await _complete(mail_client, user, task["id"])
+    await settled(mail_client)
     assert inbox.attempts == attempts  # a permanent (5xx) refusal is not retried
     assert inbox.envelopes == []
     errors = [r for r in background_log if r.levelno == logging.ERROR]
@@ -266,24 +275,26 @@ async def test_failing_smtp_server_is_logged_and_never_affects_the_response(
 
 
 async def test_unreachable_smtp_server_never_affects_the_response(
-    app_factory: Any, background_log: list[logging.LogRecord]
+    worker_app_factory: Any, background_log: list[logging.LogRecord]
 ) -> None:
-    async for client in _app_client(app_factory, **_smtp(free_port())):
+    async for client in _app_client(worker_app_factory, **_smtp(free_port())):
         user = await make_user(client)
         task = await make_task(client, user)
         await _complete(client, user, task["id"])
+        await settled(client)
     errors = [r.getMessage() for r in background_log if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "attempts=3" in errors[0]
 
 
 async def test_without_smtp_host_one_line_is_logged_without_the_address(
-    app_factory: Any, background_log: list[logging.LogRecord]
+    worker_app_factory: Any, background_log: list[logging.LogRecord]
 ) -> None:
-    async for client in _app_client(app_factory, smtp_host=None):
+    async for client in _app_client(worker_app_factory, smtp_host=None):
         user = await make_user(client)
         task = await make_task(client, user)
         await _complete(client, user, task["id"])
+        await settled(client)
     lines = [record.getMessage() for record in background_log]
     assert lines == [f"completion email not sent (SMTP_HOST unset) task_ids={task['id']}"]
     assert user.email not in lines[0]
@@ -337,7 +348,7 @@ def _accept_only(username: str, password: str) -> Any:
 
 
 async def test_starttls_and_login_are_used_when_configured(
-    app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    worker_app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cert, key = _self_signed(tmp_path)
     # The client verifies the server's certificate against the default trust store.
@@ -360,10 +371,11 @@ async def test_starttls_and_login_are_used_when_configured(
         settings = _smtp(
             port, smtp_starttls=True, smtp_username="mailer", smtp_password=SecretStr("s3cret-pass")
         )
-        async for client in _app_client(app_factory, **settings):
+        async for client in _app_client(worker_app_factory, **settings):
             user = await make_user(client)
             task = await make_task(client, user, title="Encrypted")
             await _complete(client, user, task["id"])
+            await settled(client)
     finally:
         controller.stop()
     (message,) = inbox.messages()

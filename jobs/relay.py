@@ -1,0 +1,215 @@
+"""The relay: from the committed event record to jobs.
+
+Work after a write (mail, blob cleanup, webhook deliveries) is never queued by the request: the
+write commits its events (services/event_writes.py), and the relay, a job run every second,
+reads the events after its position (`event_consumers` row "relay") in the feed's reading order
+and up to the horizon (services/events.py), derives their jobs, and moves its position past
+them. A crash between a commit and the relay's next run only delays the work.
+
+One relay runs at a time: procrastinate's job lock "relay" among the workers of one queue, and
+on PostgreSQL its position row is locked FOR UPDATE; on SQLite, where each API process has a
+queue of its own, the process holding an exclusive lock on `<database file>.relay-lock` relays.
+
+PostgreSQL: jobs are deferred, then the position is committed; a crash
+in between derives them again (at least once). SQLite: jobs live in process memory, so the
+position passes a batch only once every job derived from it has finished; a killed process
+re-derives the batch on its next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+import procrastinate
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db_config import normalize_database_url
+from db_models import utcnow
+from jobs.engine import NAMESPACE, Resources, is_durable
+from services.events import AFTER, CONSUMERS, EVENTS, READING_ORDER, EventType, Position, horizon
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CONSUMER = "relay"
+BATCH = 500
+# One run stops taking new batches after this long, so other jobs get the lock's turn.
+RUN_SECONDS = 10.0
+_FINISHED = {"succeeded", "failed", "cancelled", "aborted"}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to defer: its name in jobs/work.py and its arguments."""
+
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass
+class _Waiting:
+    """SQLite: a batch read, its jobs deferred in memory, its position not yet saved."""
+
+    position: Position
+    job_ids: list[int] = field(default_factory=list)
+
+
+_WAITING: weakref.WeakKeyDictionary[Any, _Waiting] = weakref.WeakKeyDictionary()
+_HOLDERS: weakref.WeakKeyDictionary[Any, IO[bytes]] = weakref.WeakKeyDictionary()
+
+
+def _holds_file_lock(app: procrastinate.App, settings: Settings) -> bool:
+    """SQLite: whether this app's process is the database file's relay (taken once, kept
+    until the process ends)."""
+    if app in _HOLDERS:
+        return True
+    path = normalize_database_url(settings.database_url).database or ""
+    handle = open(f"{path}.relay-lock", "ab")  # noqa: SIM115  # held for the app's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return False
+    _HOLDERS[app] = handle
+    return True
+
+
+def _read(dialect: str) -> Any:
+    columns = [EVENTS.c[name] for name in ("id", "txid", "type", "occurred_at", "actor_id")]
+    columns += [EVENTS.c.owner_id, EVENTS.c.task_id, EVENTS.c.data, EVENTS.c.internal]
+    statement = select(*columns).where(AFTER, horizon(dialect)).order_by(*READING_ORDER)
+    return statement.limit(BATCH)
+
+
+_READ = {name: _read(name) for name in ("postgresql", "sqlite")}
+_NAMED = CONSUMERS.c.name == CONSUMER
+_POSITION = select(CONSUMERS.c.txid, CONSUMERS.c.event_id).where(_NAMED)
+_MOVE = update(CONSUMERS).where(_NAMED)
+_START = insert(CONSUMERS).values(name=CONSUMER, txid=0, event_id=0, updated_at=bindparam("now"))
+
+
+# --- what each event asks for -----------------------------------------------------------------
+
+
+def _completions(rows: Sequence[Row[Any]]) -> list[JobSpec]:
+    """One completion email per owner per write (the events one request wrote share their
+    time and actor), naming every task it completed."""
+    groups: dict[tuple[int, Any, int], list[list[Any]]] = {}
+    for row in rows:
+        if row.type == EventType.TASK_COMPLETED:
+            task = orjson.loads(row.data)["task"]
+            key = (row.owner_id, row.occurred_at, row.actor_id)
+            groups.setdefault(key, []).append([task["id"], task["title"]])
+    return [
+        JobSpec("completion_mail", {"owner_id": owner, "tasks": tasks})
+        for (owner, _, _), tasks in groups.items()
+    ]
+
+
+def _notices(row: Row[Any]) -> list[JobSpec]:
+    """The mail and cleanup one event asks for."""
+    specs = []
+    if row.internal is not None:
+        keys = orjson.loads(row.internal).get("blob_keys") or []
+        if keys:
+            specs.append(JobSpec("delete_blobs", {"keys": keys}))
+    if row.type == EventType.SHARE_CREATED:
+        data = orjson.loads(row.data)
+        if "changes" not in data:  # a new share, not a permission change
+            share = {"task_id": row.task_id, "owner_id": row.owner_id}
+            share |= {"recipient_id": data["shared_with"]["id"], "permission": data["permission"]}
+            specs += [JobSpec("share_mail", share | {"to": to}) for to in ("recipient", "owner")]
+    elif row.type == EventType.COMMENT_CREATED and row.actor_id != row.owner_id:
+        comment = orjson.loads(row.data)["comment"]
+        args = {"task_id": row.task_id, "owner_id": row.owner_id}
+        args |= {"author": comment["author"]["username"], "content": comment["content"]}
+        specs.append(JobSpec("comment_mail", args))
+    return specs
+
+
+def derive(rows: Sequence[Row[Any]]) -> list[JobSpec]:
+    """The jobs a batch of events asks for, in event order (completion mail last)."""
+    specs = [spec for row in rows for spec in _notices(row)]
+    return specs + _completions(rows)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def release(app: procrastinate.App) -> None:
+    """SQLite: give up being the relay (the app is closing), so another process can be."""
+    handle = _HOLDERS.pop(app, None)
+    if handle is not None:
+        handle.close()
+    _WAITING.pop(app, None)
+
+
+async def _position(connection: AsyncConnection) -> Position:
+    locked = connection.dialect.name == "postgresql"
+    row = (await connection.execute(_POSITION.with_for_update() if locked else _POSITION)).first()
+    if row is None:  # migration 0012 creates it; a database emptied by hand may lack it
+        await connection.execute(_START, {"now": utcnow()})
+        return Position()
+    return Position(row.txid, row.event_id)
+
+
+async def _save(connection: AsyncConnection, position: Position) -> None:
+    values = {"txid": position.txid, "event_id": position.event_id, "updated_at": utcnow()}
+    await connection.execute(_MOVE.values(values))
+
+
+async def _defer(app: procrastinate.App, specs: Sequence[JobSpec]) -> list[int]:
+    ids = []
+    for spec in specs:
+        ids.append(await app.configure_task(f"{NAMESPACE}:{spec.name}").defer_async(**spec.args))
+    return ids
+
+
+def _finished(app: procrastinate.App, job_ids: Sequence[int]) -> bool:
+    """SQLite (in-memory jobs): whether every job is done (deleted on success, or final)."""
+    jobs = app.connector.jobs  # type: ignore[attr-defined]  # the in-memory connector's table
+    return all(job_id not in jobs or jobs[job_id]["status"] in _FINISHED for job_id in job_ids)
+
+
+async def _step(app: procrastinate.App, found: Resources) -> int:
+    """Read one batch, defer its jobs, and move on (PostgreSQL) or wait for them (SQLite).
+    Returns how many events it read."""
+    durable = is_durable(found.settings)
+    if not durable and not _holds_file_lock(app, found.settings):
+        return 0
+    async with found.engine.begin() as connection:
+        waiting = None if durable else _WAITING.get(app)
+        if waiting is not None:
+            if not _finished(app, waiting.job_ids):
+                return 0
+            await _save(connection, waiting.position)
+            del _WAITING[app]
+        start = await _position(connection) if waiting is None else waiting.position
+        read = _READ[connection.dialect.name]
+        rows = list(await connection.execute(read, start.params()))
+        if not rows:
+            return 0
+        job_ids = await _defer(app, derive(rows))
+        end = Position(rows[-1].txid, rows[-1].id)
+        if durable or not job_ids:
+            await _save(connection, end)
+        else:
+            _WAITING[app] = _Waiting(end, job_ids)
+    logger.info("relay read=%s jobs=%s", len(rows), len(job_ids))
+    return len(rows)
+
+
+async def run(app: procrastinate.App, found: Resources) -> None:
+    """Relay batches until caught up (or RUN_SECONDS have passed)."""
+    started = time.monotonic()
+    while await _step(app, found) == BATCH and time.monotonic() - started < RUN_SECONDS:
+        pass

@@ -1,0 +1,163 @@
+"""The jobs, and when the periodic ones run. Each takes JSON arguments (ids, keys, short text,
+never a secret: on PostgreSQL they are stored in procrastinate_jobs), loads what it needs as it
+is now, and may run twice without harm (at-least-once: a retry, or a relay re-deriving a batch
+after a crash, repeats it).
+
+Mail goes out through background_tasks.send_mail; its retries follow SMTP_MAX_ATTEMPTS and
+SMTP_RETRY_BACKOFF (RetryLater). Every other failure is retried with exponential backoff
+(engine.Backoff).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from procrastinate import JobContext
+
+from background_tasks import (
+    CompletedTask,
+    MailRetry,
+    delete_blobs,
+    notice_message,
+    reconcile_storage,
+    send_mail,
+)
+from jobs import relay
+from jobs.engine import RetryLater, job, resources
+from services import account_links, notifications
+from services.feed import purge_events
+
+logger = logging.getLogger(__name__)
+
+# Failed and cancelled jobs are kept this long for inspection (succeeded ones are deleted).
+KEEP_FINISHED_HOURS = 24 * 7
+
+
+async def _send(context: JobContext, message: EmailMessage | None, what: str, detail: str) -> None:
+    if message is None:
+        return
+    found = resources(context)
+    attempt = context.job.attempts + 1
+    try:
+        await send_mail(found.settings, message, attempt=attempt, what=what, detail=detail)
+    except MailRetry as retry:
+        raise RetryLater(retry.seconds, "mail not sent yet") from None
+
+
+# --- mail --------------------------------------------------------------------------------------
+
+
+@job("completion_mail")
+async def completion_mail(context: JobContext, owner_id: int, tasks: list[list[Any]]) -> None:
+    """One email to the owner naming the tasks one request completed: `tasks` [[id, title]]."""
+    found = resources(context)
+    owner = (await notifications.load_people(found.engine, [owner_id])).get(owner_id)
+    done = [CompletedTask(id=int(task_id), title=str(title)) for task_id, title in tasks]
+    message = notifications.completion_notice(found.settings, owner, done) if owner else None
+    ids = ",".join(str(task.id) for task in done)
+    await _send(context, message, "completion email", f"task_ids={ids}")
+
+
+@job("share_mail")
+async def share_mail(
+    context: JobContext, task_id: int, owner_id: int, recipient_id: int, permission: str, to: str
+) -> None:
+    """A task was shared: the notice for `to` ("recipient" or "owner"), one job each so a retry
+    never repeats the other's."""
+    found = resources(context)
+    people = await notifications.load_people(found.engine, [owner_id, recipient_id])
+    title = await notifications.task_title(found.engine, task_id)
+    if title is None or len(people) < 2:
+        return
+    notices = notifications.share_notices(
+        task_id=task_id, title=title, owner=people[owner_id], recipient=people[recipient_id],
+        permission=permission,
+    )  # fmt: skip
+    address = people[recipient_id if to == "recipient" else owner_id]["email"]
+    mine = [notice for notice in notices if notice.to == address]
+    message = notice_message(found.settings, mine[0]) if mine else None
+    await _send(context, message, "share email", f"task_id={task_id}")
+
+
+@job("comment_mail")
+async def comment_mail(
+    context: JobContext, task_id: int, owner_id: int, author: str, content: str
+) -> None:
+    """Someone else commented on a task: tell its owner."""
+    found = resources(context)
+    owner = (await notifications.load_people(found.engine, [owner_id])).get(owner_id)
+    title = await notifications.task_title(found.engine, task_id)
+    if owner is None or title is None:
+        return
+    notices = notifications.comment_notices(
+        task_id=task_id, title=title, owner=owner, author=author, content=content
+    )
+    message = notice_message(found.settings, notices[0]) if notices else None
+    await _send(context, message, "comment email", f"task_id={task_id}")
+
+
+@job("link_mail")
+async def link_mail(context: JobContext, user_id: int, purpose: str) -> None:
+    """A password-reset or verification link: the token is made (and stored hashed) here, so
+    no secret is ever a job argument."""
+    found = resources(context)
+    message = await account_links.link_message_for(
+        found.sessions, found.settings, user_id=user_id, purpose=purpose
+    )
+    await _send(context, message, f"{purpose} link email", f"user_id={user_id}")
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+
+@job("delete_blobs")
+async def delete_blobs_job(context: JobContext, keys: list[str]) -> None:
+    """Remove blobs whose rows are gone; the ones that fail are retried by a new attempt."""
+    failed = await delete_blobs(resources(context).storage, keys)
+    if failed:
+        raise RuntimeError(f"{len(failed)} blob(s) not deleted yet")
+
+
+# --- periodic ----------------------------------------------------------------------------------
+
+
+# Every second: the latency of event-derived work.
+@job("relay", cron="* * * * * *", lock="relay", queueing_lock="relay")
+async def relay_job(context: JobContext, timestamp: int) -> None:
+    """Derive the jobs of the events committed since the last run (jobs/relay.py)."""
+    await relay.run(context.app, resources(context))
+
+
+@job("purge_events", cron="17 * * * *", queueing_lock="purge_events")
+async def purge_events_job(context: JobContext, timestamp: int) -> None:
+    """Hourly: delete the events older than EVENT_RETENTION_DAYS, and the failed or cancelled
+    jobs older than KEEP_FINISHED_HOURS (succeeded ones are deleted as they finish)."""
+    found = resources(context)
+    removed = await purge_events(found.engine, found.settings)
+    logger.info("events purged count=%s", removed)
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=KEEP_FINISHED_HOURS, include_failed=True, include_cancelled=True
+    )
+
+
+@job("reconcile_storage", cron="41 * * * *", queueing_lock="reconcile_storage")
+async def reconcile_storage_job(context: JobContext, timestamp: int) -> None:
+    """Hourly: delete blobs no row references (older than STORAGE_ORPHAN_GRACE_SECONDS)."""
+    found = resources(context)
+    grace = timedelta(seconds=found.settings.storage_orphan_grace_seconds)
+    await reconcile_storage(found.sessions, found.storage, grace=grace)
+
+
+@job("retry_stalled", cron="*/2 * * * * *", queueing_lock="retry_stalled")
+async def retry_stalled_job(context: JobContext, timestamp: int) -> None:
+    """Every 2 s: run again the jobs of workers that died mid-job (no heartbeat for
+    JOB_STALLED_SECONDS)."""
+    manager = context.app.job_manager
+    quiet = resources(context).settings.job_stalled_seconds
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=quiet)
+    for abandoned in stalled:
+        logger.warning("stalled job retried job_id=%s task=%s", abandoned.id, abandoned.task_name)
+        await manager.retry_job(abandoned)
