@@ -129,11 +129,19 @@ def build_job_app(settings: Settings) -> procrastinate.App:
     return app
 
 
-async def defer(app: procrastinate.App, job: str, lock: str | None = None, **args: Any) -> None:
-    """Queue `job` (its name in jobs/work.py) with `args`; with `lock`, not if one with that
-    lock is already waiting."""
+async def defer(
+    app: procrastinate.App,
+    job: str,
+    lock: str | None = None,
+    delay: float | None = None,
+    **args: Any,
+) -> None:
+    """Queue `job` (its name in jobs/work.py) with `args`, to run now or after `delay` seconds;
+    with `lock`, not if one with that lock is already waiting."""
+    when = None if delay is None else {"seconds": max(1, round(delay))}
+    deferrer = app.configure_task(f"{NAMESPACE}:{job}", queueing_lock=lock, schedule_in=when)
     with suppress(AlreadyEnqueued):
-        await app.configure_task(f"{NAMESPACE}:{job}", queueing_lock=lock).defer_async(**args)
+        await deferrer.defer_async(**args)
 
 
 async def run_worker(app: procrastinate.App, found: Resources, *, name: str, signals: bool) -> None:

@@ -10,6 +10,9 @@ One relay runs at a time: procrastinate's job lock "relay" among the workers of 
 on PostgreSQL its position row is locked FOR UPDATE; on SQLite, where each API process has a
 queue of its own, the process holding an exclusive lock on `<database file>.relay-lock` relays.
 
+Webhook deliveries are rows (services/webhooks.plan) inserted in the relay's transaction, at
+most one per endpoint and event whatever is read twice; their jobs only send them.
+
 PostgreSQL: jobs are deferred, then the position is committed; a crash
 in between derives them again (at least once). SQLite: jobs live in process memory, so the
 position passes a batch only once every job derived from it has finished; a killed process
@@ -34,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_config import normalize_database_url
 from db_models import utcnow
-from jobs.engine import NAMESPACE, Resources, is_durable
+from jobs.engine import NAMESPACE, Resources, defer, is_durable
+from services import webhooks
 from services.events import AFTER, CONSUMERS, EVENTS, READING_ORDER, EventType, Position, horizon
 from settings import Settings
 
@@ -153,6 +157,11 @@ def release(app: procrastinate.App) -> None:
     _WAITING.pop(app, None)
 
 
+def delivery_lock(delivery_id: int) -> str:
+    """The queueing lock of a delivery's job: at most one waits per delivery."""
+    return f"delivery:{delivery_id}"
+
+
 async def _position(connection: AsyncConnection) -> Position:
     locked = connection.dialect.name == "postgresql"
     row = (await connection.execute(_POSITION.with_for_update() if locked else _POSITION)).first()
@@ -198,13 +207,17 @@ async def _step(app: procrastinate.App, found: Resources) -> int:
         rows = list(await connection.execute(read, start.params()))
         if not rows:
             return 0
+        deliveries = await webhooks.plan(connection, [row.id for row in rows])
         job_ids = await _defer(app, derive(rows))
         end = Position(rows[-1].txid, rows[-1].id)
         if durable or not job_ids:
             await _save(connection, end)
         else:
             _WAITING[app] = _Waiting(end, job_ids)
-    logger.info("relay read=%s jobs=%s", len(rows), len(job_ids))
+    # After the commit (a job must find its row); one lost here is found by the sweep.
+    for delivery_id in deliveries:
+        await defer(app, "deliver_webhook", lock=delivery_lock(delivery_id), id=delivery_id)
+    logger.info("relay read=%s jobs=%s deliveries=%s", len(rows), len(job_ids), len(deliveries))
     return len(rows)
 
 

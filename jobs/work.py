@@ -11,6 +11,7 @@ SMTP_RETRY_BACKOFF (RetryLater). Every other failure is retried with exponential
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -20,20 +21,24 @@ from procrastinate import JobContext
 from background_tasks import (
     CompletedTask,
     MailRetry,
+    Notice,
     delete_blobs,
     notice_message,
     reconcile_storage,
     send_mail,
 )
+from db_models import utcnow
 from jobs import relay
-from jobs.engine import RetryLater, job, resources
-from services import account_links, notifications
+from jobs.engine import RetryLater, defer, job, resources
+from services import account_links, notifications, webhooks
 from services.feed import purge_events
 
 logger = logging.getLogger(__name__)
 
 # Failed and cancelled jobs are kept this long for inspection (succeeded ones are deleted).
 KEEP_FINISHED_HOURS = 24 * 7
+# Due deliveries one sweep defers at most (the next sweep takes the rest).
+SWEEP_BATCH = 500
 
 
 async def _send(context: JobContext, message: EmailMessage | None, what: str, detail: str) -> None:
@@ -110,6 +115,49 @@ async def link_mail(context: JobContext, user_id: int, purpose: str) -> None:
     await _send(context, message, f"{purpose} link email", f"user_id={user_id}")
 
 
+@job("notice_mail")
+async def notice_mail(
+    context: JobContext, kind: str, task_id: int, to: str, subject: str, body: str
+) -> None:
+    """A notice made when the job that deferred it ran (a webhook disabled, for now)."""
+    notice = Notice(kind, task_id, to, subject, body)
+    message = notice_message(resources(context).settings, notice)
+    await _send(context, message, f"{kind} email", f"task_id={task_id}")
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+@job("deliver_webhook")
+async def deliver_webhook(context: JobContext, id: int) -> None:
+    """One attempt of a delivery (services/webhook_delivery.py); a failure schedules the next
+    attempt as a job at the row's `next_attempt_at` (the sweep catches any that is lost)."""
+    found = resources(context)
+    retry_in = await webhooks.attempt(found.sessions, found.settings, id)
+    if retry_in is not None:
+        await defer(context.app, "deliver_webhook", relay.delivery_lock(id), retry_in + 1, id=id)
+
+
+@job("sweep_deliveries", cron="* * * * * */5", queueing_lock="sweep_deliveries")
+async def sweep_deliveries(context: JobContext, timestamp: int) -> None:
+    """Every 5 s: a job for every due delivery that has none waiting (redeliveries, test
+    events, and any whose job was lost with a worker)."""
+    found = resources(context)
+    for delivery_id in await webhooks.due_deliveries(found.sessions, utcnow(), SWEEP_BATCH):
+        lock = relay.delivery_lock(delivery_id)
+        await defer(context.app, "deliver_webhook", lock, id=delivery_id)
+
+
+@job("disable_failing_webhooks", cron="*/10 * * * *", queueing_lock="disable_failing_webhooks")
+async def disable_failing_webhooks(context: JobContext, timestamp: int) -> None:
+    """Every 10 min: disable the endpoints failing for WEBHOOK_DISABLE_AFTER_DAYS and email
+    their owners (one job each)."""
+    found = resources(context)
+    for disabled in await webhooks.disable_failing(found.sessions, found.settings, utcnow()):
+        notice = webhooks.disabled_notice(disabled, found.settings)
+        await defer(context.app, "notice_mail", **asdict(notice))
+
+
 # --- storage -----------------------------------------------------------------------------------
 
 
@@ -151,7 +199,7 @@ async def reconcile_storage_job(context: JobContext, timestamp: int) -> None:
     await reconcile_storage(found.sessions, found.storage, grace=grace)
 
 
-@job("retry_stalled", cron="*/2 * * * * *", queueing_lock="retry_stalled")
+@job("retry_stalled", cron="* * * * * */2", queueing_lock="retry_stalled")
 async def retry_stalled_job(context: JobContext, timestamp: int) -> None:
     """Every 2 s: run again the jobs of workers that died mid-job (no heartbeat for
     JOB_STALLED_SECONDS)."""

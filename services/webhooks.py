@@ -354,8 +354,8 @@ async def disable_failing(
 
 
 def disabled_notice(disabled: DisabledWebhook, settings: Settings) -> Notice:
-    """The email telling an owner their endpoint was disabled (send with
-    background_tasks.send_notice). `task_id` 0: it is about no task."""
+    """The email telling an owner their endpoint was disabled (the `notice_mail` job sends
+    it). `task_id` 0: it is about no task."""
     days = f"{settings.webhook_disable_after_days:g}"
     return Notice(
         "webhook disabled", 0, disabled.email, "A webhook was disabled after failing",

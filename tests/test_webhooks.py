@@ -37,11 +37,27 @@ DELIVERY_KEYS = {
 }  # fmt: skip
 
 
+# These tests call plan() and attempt() themselves: their apps run no job worker, on a
+# database of their own, so no relay or delivery job acts behind their back
+# (tests/test_webhooks_delivered.py runs the whole path through the jobs).
 @pytest.fixture
-async def open_app(app_factory: Callable[..., Any]) -> AsyncIterator[FastAPI]:
+async def app(worker_app_factory: Callable[..., Any]) -> AsyncIterator[FastAPI]:
+    async with worker_app_factory(job_worker_in_process=False) as application:
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http
+
+
+@pytest.fixture
+async def open_app(worker_app_factory: Callable[..., Any]) -> AsyncIterator[FastAPI]:
     """An app that allows private targets (WEBHOOK_ALLOW_PRIVATE_TARGETS=true), so endpoints
     can be the test receiver on 127.0.0.1."""
-    async with app_factory(webhook_allow_private_targets=True) as application:
+    settings = {"job_worker_in_process": False, "webhook_allow_private_targets": True}
+    async with worker_app_factory(**settings) as application:
         yield application
 
 
