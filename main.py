@@ -35,6 +35,7 @@ from routers import (
 )
 from services import api_tokens
 from services import tasks as task_service
+from services.webhook_delivery import new_client
 from settings import ConfigurationError, Settings, get_settings, resolve_secret_key
 from storage import build_storage
 
@@ -105,12 +106,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.cache = build_cache(settings)
         app.state.storage = build_storage(settings)
         register_pool(app.state.engine)
-        resources = Resources(settings, app.state.engine, app.state.sessionmaker, app.state.storage)
+        http = new_client(settings)
+        resources = Resources(
+            settings, app.state.engine, app.state.sessionmaker, app.state.storage, http
+        )
         try:
             async with jobs_for_api(resources) as app.state.jobs:
                 with _tuned_gc(settings.gc_tuning):
                     yield
         finally:
+            await http.aclose()
             unregister_pool(app.state.engine)
             await app.state.rate_limiter.storage.close()
             await app.state.storage.close()

@@ -36,6 +36,7 @@ from db_config import build_engine, build_sessionmaker
 from jobs.engine import Resources, build_job_app, is_durable, run_worker
 from logging_config import configure_logging
 from services.feed import purge_events
+from services.webhook_delivery import new_client
 from settings import ConfigurationError, Settings, get_settings
 from storage import build_storage
 
@@ -68,11 +69,13 @@ async def work(settings: Settings, name: str) -> int:
         return 2
     engine = build_engine(settings)
     storage = build_storage(settings)
-    found = Resources(settings, engine, build_sessionmaker(engine), storage)
+    http = new_client(settings)
+    found = Resources(settings, engine, build_sessionmaker(engine), storage, http)
     try:
         async with build_job_app(settings).open_async() as app:
             await run_worker(app, found, name=name, signals=True)
     finally:
+        await http.aclose()
         await storage.close()
         await engine.dispose()
     return 0

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager, suppress
 import procrastinate
 
 from jobs import relay
-from jobs.engine import Resources, build_job_app, run_worker
+from jobs.engine import API_SHUTDOWN_GRACE_SECONDS, Resources, build_job_app, run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,9 @@ async def _supervised(app: procrastinate.App, found: Resources) -> None:
     went away): jobs wait in the database meanwhile."""
     while True:
         try:
-            await run_worker(app, found, name="api", signals=False)
+            await run_worker(
+                app, found, name="api", signals=False, grace=API_SHUTDOWN_GRACE_SECONDS
+            )
             return
         except Exception as exc:
             logger.error("job worker stopped error=%s; restarting in 5 s", type(exc).__name__)
@@ -42,6 +44,8 @@ async def jobs_for_api(found: Resources) -> AsyncIterator[procrastinate.App]:
         finally:
             if worker is not None:
                 worker.cancel()
-                with suppress(asyncio.CancelledError):
-                    await worker
+                # Bounded: with the database gone, the worker's own goodbye (unregistering)
+                # would wait for a connection; what it abandons is rerun (stalled jobs).
+                with suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(worker, API_SHUTDOWN_GRACE_SECONDS + 1)
             relay.release(app)

@@ -19,6 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 import procrastinate
 from procrastinate import BaseRetryStrategy, JobContext, RetryDecision
 from procrastinate.exceptions import AlreadyEnqueued
@@ -35,20 +36,24 @@ F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 
 NAMESPACE = "tm"
 # A stopping worker gives running jobs this long to finish; what it abandons is retried
-# (stalled jobs, jobs/work.py) or re-derived (the relay).
+# (stalled jobs, jobs/work.py) or re-derived (the relay). A worker process gets 5 s (under
+# Docker's 10 s stop timeout); the API's own worker 2 s, within uvicorn's graceful shutdown.
 SHUTDOWN_GRACE_SECONDS = 5.0
+API_SHUTDOWN_GRACE_SECONDS = 2.0
 # Jobs that raise anything but RetryLater: this many attempts, 2, 4, 8, 16 s apart.
 DEFAULT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What jobs use: built once per worker process."""
+    """What jobs use: built once per worker process. `http` sends webhook deliveries (one
+    client per process: building one costs ~17 ms of CPU, loading the CA bundle)."""
 
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
+    http: httpx.AsyncClient
 
 
 def resources(context: JobContext) -> Resources:
@@ -144,15 +149,23 @@ async def defer(
         await deferrer.defer_async(**args)
 
 
-async def run_worker(app: procrastinate.App, found: Resources, *, name: str, signals: bool) -> None:
-    """Take jobs until cancelled (or, with `signals`, until SIGINT/SIGTERM)."""
+async def run_worker(
+    app: procrastinate.App,
+    found: Resources,
+    *,
+    name: str,
+    signals: bool,
+    grace: float = SHUTDOWN_GRACE_SECONDS,
+) -> None:
+    """Take jobs until cancelled (or, with `signals`, until SIGINT/SIGTERM); running jobs get
+    `grace` seconds to finish."""
     await app.run_worker_async(
         name=name,
         concurrency=found.settings.job_concurrency,
         additional_context={"resources": found},
         delete_jobs="successful",
         install_signal_handlers=signals,
-        shutdown_graceful_timeout=SHUTDOWN_GRACE_SECONDS,
+        shutdown_graceful_timeout=grace,
         listen_notify=is_durable(found.settings),
         fetch_job_polling_interval=1.0,
         update_heartbeat_interval=found.settings.job_stalled_seconds / 4,

@@ -6,9 +6,11 @@ reads the events after its position (`event_consumers` row "relay") in the feed'
 and up to the horizon (services/events.py), derives their jobs, and moves its position past
 them. A crash between a commit and the relay's next run only delays the work.
 
-One relay runs at a time: procrastinate's job lock "relay" among the workers of one queue, and
-on PostgreSQL its position row is locked FOR UPDATE; on SQLite, where each API process has a
-queue of its own, the process holding an exclusive lock on `<database file>.relay-lock` relays.
+One relay runs at a time: procrastinate's job lock "relay" among the workers of one queue (on
+PostgreSQL, all of them); on SQLite, where each API process has a queue of its own, the process
+holding an exclusive lock on `<database file>.relay-lock` relays. Its transaction writes only at
+its end (deliveries, position), so it holds a transaction id for milliseconds: the feed's
+horizon (the oldest running writer) is not held back by it.
 
 Webhook deliveries are rows (services/webhooks.plan) inserted in the relay's transaction, at
 most one per endpoint and event whatever is read twice; their jobs only send them.
@@ -163,8 +165,7 @@ def delivery_lock(delivery_id: int) -> str:
 
 
 async def _position(connection: AsyncConnection) -> Position:
-    locked = connection.dialect.name == "postgresql"
-    row = (await connection.execute(_POSITION.with_for_update() if locked else _POSITION)).first()
+    row = (await connection.execute(_POSITION)).first()
     if row is None:  # migration 0012 creates it; a database emptied by hand may lack it
         await connection.execute(_START, {"now": utcnow()})
         return Position()
@@ -207,8 +208,8 @@ async def _step(app: procrastinate.App, found: Resources) -> int:
         rows = list(await connection.execute(read, start.params()))
         if not rows:
             return 0
-        deliveries = await webhooks.plan(connection, [row.id for row in rows])
         job_ids = await _defer(app, derive(rows))
+        deliveries = await webhooks.plan(connection, [row.id for row in rows])
         end = Position(rows[-1].txid, rows[-1].id)
         if durable or not job_ids:
             await _save(connection, end)

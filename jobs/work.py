@@ -133,7 +133,7 @@ async def deliver_webhook(context: JobContext, id: int) -> None:
     """One attempt of a delivery (services/webhook_delivery.py); a failure schedules the next
     attempt as a job at the row's `next_attempt_at` (the sweep catches any that is lost)."""
     found = resources(context)
-    retry_in = await webhooks.attempt(found.sessions, found.settings, id)
+    retry_in = await webhooks.attempt(found.sessions, found.settings, id, client=found.http)
     if retry_in is not None:
         await defer(context.app, "deliver_webhook", relay.delivery_lock(id), retry_in + 1, id=id)
 

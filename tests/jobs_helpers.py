@@ -55,6 +55,28 @@ async def _relay_behind(app: FastAPI) -> bool:
     return last is not None and (at is None or tuple(at) < tuple(last))
 
 
+_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_BEHIND_HORIZON = f"SELECT count(*) FROM events WHERE txid >= {_HORIZON}"
+
+
+async def readable(target: FastAPI | httpx.AsyncClient, seconds: float = 10.0) -> None:
+    """PostgreSQL: wait until every committed event is below the feed's horizon (no transaction
+    older than its writer still runs anywhere in the cluster: the relay's, a job's, another
+    test's); from then on the change feed hands it out. SQLite: at once."""
+    app = app_of(target)
+    if app.state.engine.dialect.name != "postgresql":
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        async with app.state.engine.connect() as connection:
+            behind = (await connection.execute(text(_BEHIND_HORIZON))).scalar_one()
+        if not behind:
+            return
+        assert loop.time() < deadline, f"{behind} events still above the horizon"
+        await asyncio.sleep(0.02)
+
+
 async def settled(target: FastAPI | httpx.AsyncClient, seconds: float = 30.0) -> None:
     """Wait until the app's relay has caught up and its jobs are done (fail after `seconds`)."""
     app = app_of(target)

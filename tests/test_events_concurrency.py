@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from db_models import utcnow
 from services import event_writes
 from tests.conftest import make_task, make_user
+from tests.jobs_helpers import readable
 from tests.test_events_feed import all_changes, changes
 
 pytestmark = pytest.mark.skipif(
@@ -43,6 +44,7 @@ async def test_late_commit_is_read_after_earlier_ones(
         cursor = page["next_cursor"]
         assert [e["type"] for e in seen] == ["task.created"]
         await transaction.commit()
+    await readable(client)  # no other transaction (a job's, another test's) is older than it
     while True:
         page = await changes(client, user, cursor)
         seen.extend(page["changes"])
@@ -71,6 +73,8 @@ async def test_many_writers_while_a_reader_follows(client: httpx.AsyncClient) ->
         cursor = None
         while True:
             finished = done.is_set()
+            if finished:  # every writer committed: wait until the horizon has passed them
+                await readable(client)
             page = await changes(client, owner, cursor, limit=7)
             seen.extend(page["changes"])
             cursor = page["next_cursor"]

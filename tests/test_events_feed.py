@@ -25,6 +25,7 @@ from services import feed
 from services.events import EVENTS, Position
 from tests.conftest import ROOT, assert_error, make_task, make_user
 from tests.file_helpers import upload
+from tests.jobs_helpers import readable
 from tests.test_sharing import share
 
 
@@ -43,6 +44,8 @@ async def changes(client: httpx.AsyncClient, user: Any, cursor: str | None = Non
 
 
 async def all_changes(client: httpx.AsyncClient, user: Any, limit: int = 1000) -> list[Any]:
+    """Everything the feed hands the user, once what was committed is readable."""
+    await readable(client)
     seen, cursor = [], None
     while True:
         page = await changes(client, user, cursor, limit)
