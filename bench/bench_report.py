@@ -264,7 +264,47 @@ def markdown(results: dict[str, Any]) -> str:
         out.append(f"| {name} | {measured} | {mark} |")
     out += _scale_md(results.get("scale", {}))
     out += _memory_md(results)
+    out += _feed_md(results.get("feed", {}))
+    out += _deliveries_md(results.get("deliveries", {}))
     return "\n".join(out) + "\n"
+
+
+def _feed_md(feed: dict[str, Any]) -> list[str]:
+    if not feed.get("runs"):
+        return []
+    best = min(feed["runs"], key=lambda run: run["seconds"])
+    return [
+        "",
+        "### Change feed",
+        "",
+        f"- {feed['events']:,} events, pages of {feed['page']}: best of {len(feed['runs'])} "
+        f"{best['seconds']:.2f} s, **{feed['events_per_s']:,} events/s** "
+        f"(page p50 {best['page_p50_ms']:.1f} ms)",
+    ]
+
+
+def _deliveries_md(deliveries: dict[str, Any]) -> list[str]:
+    if not deliveries.get("runs"):
+        return []
+    out = [
+        "",
+        f"### Webhook deliveries ({deliveries['count']:,} per run, JOB_CONCURRENCY="
+        f"{deliveries['job_concurrency']} per worker, local receiver)",
+        "",
+        "| workers | deliveries | seconds | deliveries/s | worker CPU ms/delivery "
+        "| DB CPU ms/delivery | receiver CPU ms/delivery | first POST after s | worker start-up s "
+        "| statuses |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in deliveries["runs"]:
+        statuses = ", ".join(f"{key} {value}" for key, value in sorted(run["statuses"].items()))
+        out.append(
+            f"| {run['workers']} | {run['deliveries']:,} | {run['seconds']:.2f} "
+            f"| **{run['deliveries_per_s']:,.1f}** | {run['worker_cpu_ms_per_delivery']:.3f} "
+            f"| {run['db_cpu_ms_per_delivery']:.3f} | {run['receiver_cpu_ms_per_delivery']:.3f} "
+            f"| {_fmt(run['first_post_after_s'])} | {run['startup_s']:.2f} | {statuses} |"
+        )
+    return out
 
 
 def _scale_md(scale: dict[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_context import BENCH, ROOT, Context, check, log, new_server, run_scenario
+from bench_deliveries import DELIVERIES, run_deliveries
 from bench_extra import measure_upload, run_profile, run_scale, run_workers
 from bench_feed import run_feed
 from bench_proc import LUA_DIR, Server
@@ -85,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
     p.add_argument("--scale", action="store_true", help="run the 200/10k/100k scaling runs")
     p.add_argument("--feed", action="store_true", help="a client syncing 10 000 events")
+    p.add_argument(
+        "--deliveries",
+        action="store_true",
+        help="webhook deliveries/s to a local receiver with N job workers (runs last)",
+    )
+    p.add_argument("--deliveries-count", type=int, default=DELIVERIES, help="deliveries per run")
+    p.add_argument("--delivery-workers", default="1,2", help="worker process counts, in turn")
     p.add_argument("--scale-sizes", default="200,10000,100000")
     p.add_argument("--scale-iterations", type=int, default=15)
     p.add_argument("--compare-workers", action="store_true", help="1 vs --workers workers")
@@ -206,6 +214,8 @@ async def measure_all(ctx: Context, servers: list[Server], results: dict[str, An
         results["feed"] = await run_feed(ctx, api)
     if args.profile:
         results["profile"] = await run_profile(ctx, api1)
+    if args.deliveries:  # last: it stops the servers above (their in-process job workers)
+        results["deliveries"] = await run_deliveries(ctx, servers)
 
 
 def report(ctx: Context, results: dict[str, Any]) -> int:
