@@ -29,9 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from db_config import normalize_database_url
-from tests.conftest import admin_sql
-from tests.live_server import ROOT, alembic_upgrade, app_env, free_port, uvicorn_args
+from tests.live_server import ROOT, alembic_upgrade, app_env, free_port, stop, uvicorn_args
 
 _POSTGRES = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -62,20 +60,6 @@ def inbox() -> Iterator[tuple[HoldingInbox, int]]:
     controller.stop()
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    """A database of this test's own: SQLite, or PostgreSQL when the suite runs on it."""
-    if not _POSTGRES:
-        yield f"sqlite:///{tmp_path / 'kills.db'}"
-        return
-    name = f"tm_kills_{uuid.uuid4().hex[:8]}"
-    admin_sql(_POSTGRES, f'CREATE DATABASE "{name}"')
-    try:
-        yield normalize_database_url(_POSTGRES).set(database=name).render_as_string(False)
-    finally:
-        admin_sql(_POSTGRES, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _env(tmp: Path, database: str, smtp_port: int, **extra: str) -> dict[str, str]:
     env = app_env(
         tmp, DATABASE_URL=database, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port),
@@ -94,12 +78,7 @@ def _process(args: list[str], env: dict[str, str], tmp: Path, log: str) -> Itera
         yield process
     finally:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @contextmanager
@@ -161,10 +140,10 @@ def _the_completion_email(handler: HoldingInbox, email: str) -> None:
 
 @pytest.mark.skipif(bool(_POSTGRES), reason="SQLite: the API runs the jobs itself")
 def test_an_api_killed_while_sending_sends_after_its_restart(
-    tmp_path: Path, database: str, inbox: tuple[HoldingInbox, int]
+    tmp_path: Path, empty_database: str, inbox: tuple[HoldingInbox, int]
 ) -> None:
     handler, port = inbox
-    env = _env(tmp_path, database, port)
+    env = _env(tmp_path, empty_database, port)
     with api(tmp_path, env) as (base, process):
         wrote = _complete_a_task(base)
         _wait_for(handler.started.is_set, 30, "the job reaching the SMTP server")
@@ -177,10 +156,10 @@ def test_an_api_killed_while_sending_sends_after_its_restart(
 
 @pytest.mark.skipif(not _POSTGRES, reason="PostgreSQL: workers are processes of their own")
 def test_a_worker_killed_while_sending_is_replaced_and_nothing_is_lost(
-    tmp_path: Path, database: str, inbox: tuple[HoldingInbox, int]
+    tmp_path: Path, empty_database: str, inbox: tuple[HoldingInbox, int]
 ) -> None:
     handler, port = inbox
-    env = _env(tmp_path, database, port, JOB_WORKER_IN_PROCESS="false")
+    env = _env(tmp_path, empty_database, port, JOB_WORKER_IN_PROCESS="false")
     with api(tmp_path, env) as (base, _), worker(tmp_path, env) as first:
         wrote = _complete_a_task(base)
         _wait_for(handler.started.is_set, 30, "the job reaching the SMTP server")
@@ -193,11 +172,11 @@ def test_a_worker_killed_while_sending_is_replaced_and_nothing_is_lost(
 
 @pytest.mark.skipif(not _POSTGRES, reason="PostgreSQL: workers are processes of their own")
 def test_an_api_killed_after_the_commit_loses_nothing(
-    tmp_path: Path, database: str, inbox: tuple[HoldingInbox, int]
+    tmp_path: Path, empty_database: str, inbox: tuple[HoldingInbox, int]
 ) -> None:
     handler, port = inbox
     handler.release.set()
-    env = _env(tmp_path, database, port, JOB_WORKER_IN_PROCESS="false")
+    env = _env(tmp_path, empty_database, port, JOB_WORKER_IN_PROCESS="false")
     with api(tmp_path, env) as (base, process):
         wrote = _complete_a_task(base)  # no worker anywhere: no job exists yet
         _kill(process)

@@ -27,8 +27,9 @@ from services.events import EVENTS
 from services.webhook_delivery import DELIVERIES, WEBHOOKS
 from services.webhook_targets import UnsafeTargetError, check_target, is_public
 from settings import Settings
+from tests.certificates import self_signed
 from tests.conftest import User, assert_error, client_for, make_task, make_user
-from tests.webhook_receiver import Reply, receiving, self_signed
+from tests.webhook_receiver import Reply, receiving
 
 PUBLIC_URL = "https://93.184.215.14/hook"  # an IP literal: no DNS needed to accept it
 DELIVERY_KEYS = {
