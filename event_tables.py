@@ -3,6 +3,7 @@ and webhooks. Imported by alembic/env.py with db_models, so the migrations see t
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, true
@@ -15,6 +16,28 @@ _NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 # 64-bit ids on PostgreSQL; SQLite's INTEGER PRIMARY KEY is 64-bit already (and only that
 # spelling is an alias of the rowid).
 EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class EventType(enum.StrEnum):
+    TASK_CREATED = "task.created"
+    TASK_UPDATED = "task.updated"
+    TASK_DELETED = "task.deleted"
+    TASK_COMPLETED = "task.completed"
+    FILE_UPLOADED = "file.uploaded"
+    FILE_DELETED = "file.deleted"
+    SHARE_CREATED = "share.created"
+    SHARE_DELETED = "share.deleted"
+    COMMENT_CREATED = "comment.created"
+    COMMENT_UPDATED = "comment.updated"
+    COMMENT_DELETED = "comment.deleted"
+
+    @property
+    def resource_type(self) -> str:
+        return self.value.split(".", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return self.value.split(".", 1)[1]
 
 
 class Event(Base):

@@ -13,8 +13,8 @@ from fastapi import Depends, FastAPI
 from db_config import build_engine, build_sessionmaker
 from docs_ui import install_docs
 from exceptions import register_exception_handlers
-from jobs.api import jobs_for_api
 from jobs.engine import Resources
+from jobs.runtime import jobs_for_api
 from logging_config import configure_logging
 from metrics import register_pool, track_in_flight, unregister_pool
 from rate_limit_config import enforce_default_limit, install_rate_limiting

@@ -33,7 +33,8 @@ from datetime import timedelta
 
 from background_tasks import ReconcileReport, reconcile_storage
 from db_config import build_engine, build_sessionmaker
-from jobs.engine import Resources, build_job_app, is_durable, run_worker
+from jobs.engine import Resources, is_durable, run_worker
+from jobs.runtime import build_job_app
 from logging_config import configure_logging
 from services.feed import purge_events
 from services.webhook_delivery import new_client

@@ -15,8 +15,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from event_tables import EventType
 from models import NUL_FREE, InputModel
-from services.events import EventType
 
 ALL_EVENTS = "*"
 TEST_EVENT = "webhook.test"

@@ -24,7 +24,6 @@ import procrastinate
 from procrastinate import BaseRetryStrategy, JobContext, RetryDecision
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.jobs import Job
-from procrastinate.testing import InMemoryConnector
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db_config import normalize_database_url
@@ -84,13 +83,13 @@ class Backoff(BaseRetryStrategy):
 
 
 @dataclass(frozen=True)
-class _Job:
+class Declared:
     function: Callable[..., Awaitable[None]]
     options: dict[str, Any]
     cron: str | None
 
 
-_JOBS: list[_Job] = []
+DECLARED: list[Declared] = []  # every job of jobs/work.py, in order
 
 
 def job(name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -99,7 +98,7 @@ def job(name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], 
 
     def keep(function: F) -> F:
         settings = {"name": f"{NAMESPACE}:{name}", "pass_context": True, "retry": Backoff()}
-        _JOBS.append(_Job(function, settings | options, cron))
+        DECLARED.append(Declared(function, settings | options, cron))
         return function
 
     return keep
@@ -108,30 +107,6 @@ def job(name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], 
 def is_durable(settings: Settings) -> bool:
     """Whether jobs are stored in the database (PostgreSQL) rather than in process memory."""
     return normalize_database_url(settings.database_url).get_backend_name() == "postgresql"
-
-
-def build_job_app(settings: Settings) -> procrastinate.App:
-    """The procrastinate app for these settings, with every job of jobs/work.py registered."""
-    import jobs.work  # noqa: F401  # declares the jobs (it imports this module: not at the top)
-
-    connector: Any
-    if is_durable(settings):
-        url = normalize_database_url(settings.database_url).set(drivername="postgresql")
-        connector = procrastinate.PsycopgConnector(
-            conninfo=url.render_as_string(hide_password=False),
-            # No connection is opened up front: the API starts (and answers 503) while the
-            # database is down, as without jobs.
-            min_size=0,
-            max_size=max(2, settings.job_concurrency),
-        )
-    else:
-        connector = InMemoryConnector()
-    app = procrastinate.App(connector=connector)
-    for declared in _JOBS:
-        task = app.task(**declared.options)(declared.function)
-        if declared.cron is not None:
-            app.periodic(cron=declared.cron)(task)
-    return app
 
 
 async def defer(

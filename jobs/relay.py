@@ -39,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_config import normalize_database_url
 from db_models import utcnow
+from event_tables import EventType
 from jobs.engine import NAMESPACE, Resources, defer, is_durable
 from services import webhooks
-from services.events import AFTER, CONSUMERS, EVENTS, READING_ORDER, EventType, Position, horizon
+from services.events import AFTER, CONSUMERS, EVENTS, READING_ORDER, Position, horizon
 from settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Executable, Integer, String, bindparam, delete, func, select, true, update
 
 from db_models import TaskComment, UTCDateTime, utcnow
+from event_tables import EventType
 from exceptions import ResourceNotFoundError, TaskNotFoundError
 from services import event_writes
 from services.access import (
@@ -22,7 +23,6 @@ from services.access import (
     comment_clause,
     decide_comment,
 )
-from services.events import EventType
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
 from sharing_models import CommentRead, Paging, UserRef

@@ -19,7 +19,8 @@ from sqlalchemy import BigInteger, Integer, String, bindparam, insert, select, t
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db_models import TaskShare, UTCDateTime
-from services.events import AUDIENCE, EVENTS, EventType, txid
+from event_tables import EventType
+from services.events import AUDIENCE, EVENTS, txid
 from services.task_json import task_json
 
 _SHARES = TaskShare.metadata.tables[TaskShare.__tablename__]

@@ -15,7 +15,6 @@ in commit order and `txid` is 0. Both differences are chosen once, by dialect, h
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,28 +38,6 @@ from event_tables import Event, EventAudience, EventConsumer
 EVENTS = Event.metadata.tables[Event.__tablename__]
 AUDIENCE = EventAudience.metadata.tables[EventAudience.__tablename__]
 CONSUMERS = EventConsumer.metadata.tables[EventConsumer.__tablename__]
-
-
-class EventType(enum.StrEnum):
-    TASK_CREATED = "task.created"
-    TASK_UPDATED = "task.updated"
-    TASK_DELETED = "task.deleted"
-    TASK_COMPLETED = "task.completed"
-    FILE_UPLOADED = "file.uploaded"
-    FILE_DELETED = "file.deleted"
-    SHARE_CREATED = "share.created"
-    SHARE_DELETED = "share.deleted"
-    COMMENT_CREATED = "comment.created"
-    COMMENT_UPDATED = "comment.updated"
-    COMMENT_DELETED = "comment.deleted"
-
-    @property
-    def resource_type(self) -> str:
-        return self.value.split(".", 1)[0]
-
-    @property
-    def action(self) -> str:
-        return self.value.split(".", 1)[1]
 
 
 def txid(dialect: str) -> ColumnElement[Any]:

@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
 from db_models import TaskShare, UTCDateTime, utcnow
+from event_tables import EventType
 from exceptions import BadRequestError, ConflictError, ResourceNotFoundError, TaskNotFoundError
 from models import TaskFilters
 from services import event_writes
 from services.access import check_share_removal
-from services.events import EventType
 from services.task_store import TASKS, USERS, TaskStore
 from services.task_writes import TaskRow
 from sharing_models import ShareRead, UserRef

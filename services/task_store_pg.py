@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db_config import DriverQuery
 from db_models import utcnow
+from event_tables import EventType
 from exceptions import InvalidTokenError
 from models import TaskCreate
 from services import event_writes
@@ -47,7 +48,7 @@ from services.access import (
     task_clause,
     version_clause,
 )
-from services.events import EVENTS, EventType, txid
+from services.events import EVENTS, txid
 from services.task_store import (
     COLUMNS,
     COMPLETION_MAIL,

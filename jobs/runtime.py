@@ -1,5 +1,6 @@
-"""The job engine inside the API process: open for the routes that defer jobs, and (by default)
-a worker of its own, which the embedded SQLite setup relies on (jobs/engine.py)."""
+"""The job engine at run time: the procrastinate app with every job of jobs/work.py, and the
+API process's use of it: open for the routes that defer jobs, and (by default) a worker of its
+own, which the embedded SQLite setup relies on (jobs/engine.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,46 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import procrastinate
+from procrastinate.testing import InMemoryConnector
 
+import jobs.work  # noqa: F401  # its decorators fill DECLARED with every job
+from db_config import normalize_database_url
 from jobs import relay
-from jobs.engine import API_SHUTDOWN_GRACE_SECONDS, Resources, build_job_app, run_worker
+from jobs.engine import (
+    API_SHUTDOWN_GRACE_SECONDS,
+    DECLARED,
+    Resources,
+    is_durable,
+    run_worker,
+)
+from settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def build_job_app(settings: Settings) -> procrastinate.App:
+    """The procrastinate app for these settings, with every job of jobs/work.py registered."""
+    connector: Any
+    if is_durable(settings):
+        url = normalize_database_url(settings.database_url).set(drivername="postgresql")
+        connector = procrastinate.PsycopgConnector(
+            conninfo=url.render_as_string(hide_password=False),
+            # No connection is opened up front: the API starts (and answers 503) while the
+            # database is down, as without jobs.
+            min_size=0,
+            max_size=max(2, settings.job_concurrency),
+        )
+    else:
+        connector = InMemoryConnector()
+    app = procrastinate.App(connector=connector)
+    for declared in DECLARED:
+        task = app.task(**declared.options)(declared.function)
+        if declared.cron is not None:
+            app.periodic(cron=declared.cron)(task)
+    return app
 
 
 async def _supervised(app: procrastinate.App, found: Resources) -> None:
