@@ -213,6 +213,11 @@ def link_message(
     return message
 
 
+def unsent(what: str, detail: str) -> None:
+    """The one line an email leaves when SMTP_HOST is unset (never the address)."""
+    logger.info("%s not sent (SMTP_HOST unset) %s", what, detail)
+
+
 class MailRetry(Exception):
     """A message not sent for a reason that may pass (a 4xx answer, a dropped connection):
     try again after `seconds`."""
@@ -229,7 +234,7 @@ async def send_mail(
     succeed later and SMTP_MAX_ATTEMPTS allows (after SMTP_RETRY_BACKOFF, doubled per try);
     otherwise logs the failure. `what` and `detail` name it in the log (never the address)."""
     if not settings.smtp_host:
-        logger.info("%s not sent (SMTP_HOST unset) %s", what, detail)
+        unsent(what, detail)
         return
     try:
         await anyio.to_thread.run_sync(_deliver, settings, message)

@@ -19,12 +19,12 @@ PAGE = 1000
 # Events as a task's writes leave them: a TaskRead-sized `data`, txid 0 (all committed).
 _SEED = """
 INSERT INTO events (txid, occurred_at, type, actor_id, owner_id, task_id, resource_id, data)
-SELECT 0, now(), 'task.updated', $1, $1, g, g,
+SELECT 0, now(), 'task.updated', $1::int, $1::int, g, g,
        '{"task":{"id":' || g || ',"title":"Task ' || g || '","description":"A task to sync",'
        || '"completed":false,"priority":"medium","created_at":"2026-01-05T09:00:00Z",'
        || '"updated_at":"2026-01-05T10:00:00Z","due_date":null,"tags":["work"],"user_id":'
-       || $1 || '},"changes":{"title":{"old":"Old","new":"Task ' || g || '"}}}'
-FROM generate_series(1, $2) AS g
+       || $1::int || '},"changes":{"title":{"old":"Old","new":"Task ' || g || '"}}}'
+FROM generate_series(1, $2::int) AS g
 """
 
 
