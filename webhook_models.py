@@ -43,8 +43,15 @@ WebhookURL = Annotated[
         examples=[_URL_EXAMPLE],
     ),
 ]
+# The names are checked by _known_events (its message lists them); the schema lists them too,
+# so a client (or a generated one) knows the choices before it sends.
+EventName = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    Field(json_schema_extra={"enum": [ALL_EVENTS, *EventType]}),
+]
 EventTypes = Annotated[
-    list[Annotated[str, StringConstraints(max_length=32)]],
+    list[EventName],
     Field(
         min_length=1,
         max_length=len(EventType) + 1,
@@ -96,7 +103,7 @@ class WebhookRead(BaseModel):
 
     id: int
     url: str
-    events: list[str] = Field(description='Event types sent, or ["*"]')
+    events: list[EventName] = Field(description='Event types sent, or ["*"]')
     description: str | None
     enabled: bool = Field(description="false: nothing is sent (disabled by you, or after"
                           " failing everything for WEBHOOK_DISABLE_AFTER_DAYS)")  # fmt: skip

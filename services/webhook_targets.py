@@ -3,9 +3,10 @@
 addresses: tests, self-hosting).
 
 Checked when a webhook is created or its URL changed, and again at every delivery, since DNS
-can change: a delivery resolves the name once, checks every address, and connects to the
-address it checked (`Target.address`), so a DNS answer that changes between the check and the
-connection (a rebind) cannot reach a private address.
+can change (a name that does not resolve yet is accepted when saved, and refused by each
+delivery until it resolves to public addresses): a delivery resolves the name once, checks
+every address, and connects to the address it checked (`Target.address`), so a DNS answer that
+changes between the check and the connection (a rebind) cannot reach a private address.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class UnsafeTargetError(AppError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"The webhook URL is refused: {reason}", field="url")
         self.reason = reason
+
+
+class UnresolvedTargetError(UnsafeTargetError):
+    """The URL's host does not resolve (now): a delivery fails with it; saving accepts it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +116,10 @@ async def resolve(url: httpx.URL) -> list[IPAddress]:
     try:
         answers = await anyio.getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-        raise UnsafeTargetError(f"its host {url.host} does not resolve") from exc
+        raise UnresolvedTargetError(f"its host {url.host} does not resolve") from exc
     addresses = [ipaddress.ip_address(str(answer[4][0]).split("%", 1)[0]) for answer in answers]
     if not addresses:
-        raise UnsafeTargetError(f"its host {url.host} does not resolve")
+        raise UnresolvedTargetError(f"its host {url.host} does not resolve")
     return list(dict.fromkeys(addresses))
 
 
@@ -133,9 +138,13 @@ async def check_target(url: str, *, allow_private: bool) -> Target:
 
 
 async def check_url(url: str, *, allow_private: bool) -> None:
-    """Create/PATCH: refuse a URL that may not be a target (UnsafeTargetError, 422). With
-    private targets allowed the host need not resolve yet (it is resolved at each delivery)."""
+    """Create/PATCH: refuse a URL that may not be a target (UnsafeTargetError, 422). A host that
+    does not resolve yet is accepted (DNS can change: each delivery resolves and checks it
+    again), and with private targets allowed it is not resolved at all."""
     if allow_private:
         parse_url(url, allow_private=True)
         return
-    await check_target(url, allow_private=False)
+    try:
+        await check_target(url, allow_private=False)
+    except UnresolvedTargetError:
+        return

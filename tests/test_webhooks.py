@@ -543,6 +543,27 @@ async def test_attempt_private_target_refused_at_delivery(open_client: httpx.Asy
     assert "not a public address" in row.last_error
 
 
+async def test_unresolvable_host_saved_then_refused_by_each_delivery(
+    client: httpx.AsyncClient,
+) -> None:
+    # A name that does not resolve yet cannot be judged when saved (DNS can change): it is
+    # accepted, and every delivery resolves it again and fails while it does not resolve.
+    app = client._transport.app  # type: ignore[attr-defined]
+    alice = await make_user(client)
+    url = "https://hooks.not-yet.invalid/hook"  # .invalid never resolves (RFC 2606)
+    hook = await add_webhook(client, alice, url)
+    assert hook["url"] == url
+    moved = await client.patch(
+        f"/webhooks/{hook['id']}", json={"url": url + "/v2"}, headers=alice.headers
+    )
+    assert moved.status_code == 200, moved.text
+    delivery_id = await planned_test_delivery(client, alice, hook)
+    assert await webhooks.attempt(app.state.sessionmaker, app.state.settings, delivery_id) == 5.0
+    row = await delivery_row(app, delivery_id)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
+    assert row.last_error == "refused at delivery: its host hooks.not-yet.invalid does not resolve"
+
+
 async def test_attempt_redirect_not_followed(open_client: httpx.AsyncClient) -> None:
     app = open_client._transport.app  # type: ignore[attr-defined]
     alice = await make_user(open_client)

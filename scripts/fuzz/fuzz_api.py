@@ -86,6 +86,9 @@ _SECRET_CHECKED = {
 # A change-feed cursor the server never issued is 400, one issued longer ago than the retention
 # 410 (resync), by the contract: the schema can only say it is a string.
 _CURSOR_CHECKED = {("get", "/changes"): ["400", "410"]}
+# A webhook URL is refused (422, "Webhook Target Refused") unless it is https:// and its host is
+# or resolves to public addresses only: what a host resolves to is no schema's to say.
+_TARGET_CHECKED = {("post", "/webhooks"), ("patch", "/webhooks/{webhook_id}")}
 # Routes that end the fuzzer's own sessions (its bearer tokens would be 401 for the rest of the
 # run, and every later operation untested): left to tests/test_sessions.py.
 _REVOKING = ("logout_auth_logout_post", "end_session_users_me_sessions__session_id__delete")
@@ -98,7 +101,11 @@ def _state_dependent_operations(base: str) -> str:
         for method, operation in item.items():
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             extra = ["412"] if "If-Match" in headers else []
-            extra += ["422"] if (method, path) == _TAGS_ADDED else []
+            extra += (
+                ["422"]
+                if (method, path) == _TAGS_ADDED or (method, path) in _TARGET_CHECKED
+                else []
+            )
             extra += ["400"] if (method, path) in _SECRET_CHECKED else []
             extra += _CURSOR_CHECKED.get((method, path), [])
             if extra:
