@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import orjson
 import procrastinate
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -97,9 +97,15 @@ def _holds_file_lock(app: procrastinate.App, settings: Settings) -> bool:
     return True
 
 
+# The only events whose `data` the relay reads (_completions, _notices): the rest of a batch
+# (most of it: task.created, task.updated...) is not fetched nor sent over the wire.
+_READS_DATA = (EventType.TASK_COMPLETED, EventType.SHARE_CREATED, EventType.COMMENT_CREATED)
+
+
 def _read(dialect: str) -> Any:
-    columns = [EVENTS.c[name] for name in ("id", "txid", "type", "occurred_at", "actor_id")]
-    columns += [EVENTS.c.owner_id, EVENTS.c.task_id, EVENTS.c.data, EVENTS.c.internal]
+    columns: list[Any] = [EVENTS.c[n] for n in ("id", "txid", "type", "occurred_at", "actor_id")]
+    data = case((EVENTS.c.type.in_(_READS_DATA), EVENTS.c.data), else_=None).label("data")
+    columns += [EVENTS.c.owner_id, EVENTS.c.task_id, data, EVENTS.c.internal]
     statement = select(*columns).where(AFTER, horizon(dialect)).order_by(*READING_ORDER)
     return statement.limit(BATCH)
 
