@@ -291,8 +291,11 @@ async def test_without_smtp_host_one_line_is_logged_without_the_address(
         await _complete(client, user, task["id"])
         await settled(client)
     lines = [record.getMessage() for record in background_log]
-    assert lines == [f"completion email not sent (SMTP_HOST unset) task_ids={task['id']}"]
-    assert user.email not in lines[0]
+    # Only the mail's lines: a periodic job may log too (a fresh app's worker runs the storage
+    # reconcile, cron minute 41, when it starts within procrastinate's catch-up window of it).
+    mail = [line for line in lines if "email" in line]
+    assert mail == [f"completion email not sent (SMTP_HOST unset) task_ids={task['id']}"]
+    assert all(user.email not in line for line in lines)
 
 
 # --- STARTTLS and login -------------------------------------------------------------------------
