@@ -28,7 +28,6 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Integer,
-    and_,
     bindparam,
     delete,
     func,
@@ -58,10 +57,8 @@ from services.access import (
 )
 from services.task_writes import (
     READ_FIELDS,
-    Owner,
     TaskRow,
     Write,
-    Written,
     as_fields,
     as_shared,
     as_task,
@@ -80,23 +77,17 @@ FIRST_VERSION = 1
 
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 # The owners' data_version, bumped once per write, and their task count, moved by the tasks the
-# write `added` (1 on insert, -1 on delete, else 0); RETURNING each owner's name, address and
-# whether they want completion mail. Always after the task rows are locked: lock order task,
-# then user. `owners` are the written tasks' owners (the caller, unless an editor wrote).
+# write `added` (1 on insert, -1 on delete, else 0); RETURNING their ids (none: the caller is
+# gone). Always after the task rows are locked: lock order task, then user. `owners` are the
+# written tasks' owners (the caller, unless an editor wrote). Mail is not the write's business:
+# the relay derives it from the events (jobs/relay.py).
 ADDED = bindparam("added", value=0, type_=Integer)
 OWNERS: BindParameter[Any] = bindparam("owners", expanding=True)
-COMPLETION_MAIL = and_(USERS.c.notify_email, USERS.c.notify_task_completed)
 BUMP = (
     update(USERS)
     .where(USERS.c.id.in_(OWNERS), live_credential())
     .values(data_version=USERS.c.data_version + 1, task_count=USERS.c.task_count + ADDED)
-    .returning(
-        USERS.c.id,
-        USERS.c.username,
-        USERS.c.email,
-        COMPLETION_MAIL.label("completion_mail"),
-        USERS.c.email_verified,
-    )
+    .returning(USERS.c.id)
 )
 
 
@@ -224,18 +215,12 @@ def update_statement(fields: tuple[str, ...]) -> Executable:
 
 async def bump(
     connection: AsyncConnection, user_id: int, owners: list[int], added: int = 0
-) -> dict[int, Owner]:
+) -> None:
     """BUMP these owners (in id order, as every writer locks them), while the caller's
     credential is live; none bumped: the caller's row or credential is gone (401)."""
     params = caller_params(user_id, owners=owners, added=added)
-    rows = await connection.execute(BUMP, params)
-    found = {
-        row.id: Owner(row.username, row.email, bool(row.completion_mail), bool(row.email_verified))
-        for row in rows
-    }
-    if not found:
+    if (await connection.execute(BUMP, params)).first() is None:
         raise InvalidTokenError()
-    return found
 
 
 class TaskStore:
@@ -307,7 +292,7 @@ class TaskStore:
             "user_id": user_id, "version": FIRST_VERSION,
         }  # fmt: skip
 
-    async def update(self, write: Write) -> Written:
+    async def update(self, write: Write) -> list[TaskRow]:
         """Apply a `Write` to its tasks: all of them or, any refused, none. One task: 401 / 404
         / 403 / 412; `bulk`: 404 for the first id that is missing or not the caller's to write
         (401 if the caller is gone)."""
@@ -321,7 +306,7 @@ class TaskStore:
             if edit_tags is not None:
                 edited = edit_tags(tags[ids[0]])
                 if edited is None:  # nothing to change: the task as it is
-                    return Written([await self._reread(connection, user_id, ids[0])])
+                    return [await self._reread(connection, user_id, ids[0])]
                 changes = {"tags": edited}
             fields, params = field_params(changes)
             now = utcnow()
@@ -339,15 +324,15 @@ class TaskStore:
             await event_writes.record(
                 connection, event_writes.task_update_events(user_id, old, tasks, changes), now
             )
-            owners = await bump(connection, user_id, sorted(set(owner_of.values())))
-        completed_now = [t for t in tasks if t["completed"] and not old[t["id"]]["completed"]]
-        return Written(tasks, completed_now, owners)
+            await bump(connection, user_id, sorted(set(owner_of.values())))
+        return tasks
 
     async def delete(
         self, *, user_id: int, task_id: int, allowed: frozenset[int] | None = None
     ) -> list[str]:
         """Delete the task (owner only); its tags and file rows go with it (ON DELETE CASCADE).
-        Returns the file blobs' storage keys, to remove after the commit. Of two racing deletes
+        Returns the file blobs' storage keys (its task.deleted event lists them: the relay's
+        cleanup job removes them after the commit). Of two racing deletes
         the second waits for the first's lock, then finds nothing: 404."""
         params = caller_params(user_id, the_task=task_id)
         async with self.engine.begin() as connection:

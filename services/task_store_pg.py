@@ -51,13 +51,12 @@ from services.access import (
 from services.events import EVENTS, txid
 from services.task_store import (
     COLUMNS,
-    COMPLETION_MAIL,
     TAGS,
     TASKS,
     USERS,
     TaskStore,
 )
-from services.task_writes import Owner, TaskRow, Write, Written, as_task, field_params, tag_rows
+from services.task_writes import TaskRow, Write, as_task, field_params, tag_rows
 
 # The caller's id first: the INSERT selects it from the `caller` CTE, the rest are bound.
 _NEW_COLUMNS = ("user_id", *(name for name in COLUMNS if name not in ("id", "user_id")))
@@ -141,12 +140,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         update(USERS)
         .where(USERS.c.id == select(patched.c.user_id).scalar_subquery())
         .values(data_version=USERS.c.data_version + 1)
-        .returning(
-            USERS.c.username,
-            USERS.c.email,
-            COMPLETION_MAIL.label("completion_mail"),
-            USERS.c.email_verified,
-        )
+        .returning(USERS.c.id)
         .cte("bumped")
     )
     seen_version = select(TASKS.c.version).where(TASKS.c.id == TASK_ID).scalar_subquery()
@@ -156,13 +150,7 @@ def _update_statement(fields: tuple[str, ...], guarded: bool) -> Executable:
         .scalar_subquery()
     )
     statement = select(
-        *patched.c,
-        bumped.c.username,
-        bumped.c.email,
-        bumped.c.completion_mail,
-        bumped.c.email_verified,
-        seen_version.label("snapshot_version"),
-        seen_tags.label("tags"),
+        *patched.c, seen_version.label("snapshot_version"), seen_tags.label("tags")
     ).select_from(patched.join(bumped, true()))
     return statement
 
@@ -197,7 +185,7 @@ class PostgresTaskStore(TaskStore):
             raise InvalidTokenError()
         return task
 
-    async def update(self, write: Write) -> Written:
+    async def update(self, write: Write) -> list[TaskRow]:
         one_task = len(set(write.task_ids)) == 1
         if write.bulk or write.edit_tags is not None or "tags" in write.changes or not one_task:
             return await super().update(write)
@@ -207,7 +195,7 @@ class PostgresTaskStore(TaskStore):
 
     async def _update_one(
         self, user_id: int, task_id: int, changes: Mapping[str, Any], allowed: frozenset[int] | None
-    ) -> Written:
+    ) -> list[TaskRow]:
         fields, params = field_params(changes)
         params.update(caller_params(user_id, now=utcnow(), the_task=task_id))
         if allowed is not None:
@@ -233,8 +221,4 @@ class PostgresTaskStore(TaskStore):
                     user_id, task, event_changes, bool(row["was_completed"])
                 )
                 await event_writes.record(connection, [event], params["now"])
-        completed_now = [task] if task["completed"] and not row["was_completed"] else []
-        owner = Owner(
-            row["username"], row["email"], bool(row["completion_mail"]), bool(row["email_verified"])
-        )
-        return Written([task], completed_now, {task["user_id"]: owner})
+        return [task]

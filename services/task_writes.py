@@ -1,6 +1,6 @@
 """The words the statement layer (services.task_store, task_store_pg) and the use cases
 (services.tasks) share: a task row as TaskRead's fields (`as_fields`, `as_task`, `as_shared`),
-what a write of tasks asks for (`Write`, `field_params`, `tag_rows`) and what it did (`Written`).
+and what a write of tasks asks for (`Write`, `field_params`, `tag_rows`).
 """
 
 from __future__ import annotations
@@ -70,27 +70,6 @@ class Write:
     allowed: frozenset[int] | None = None
     edit_tags: TagEdit | None = None
     bulk: bool = False
-
-
-@dataclass(frozen=True)
-class Owner:
-    """An owner of written tasks, as the data_version bump returned them: for the completion
-    email, which they may have turned off (or not verified the address of)."""
-
-    username: str
-    email: str
-    completion_mail: bool
-    verified: bool = False
-
-
-@dataclass
-class Written:
-    """What a write did: the tasks as they are now, which of them it completed, and their
-    owners by id (an editor's bulk write can span several)."""
-
-    tasks: list[TaskRow]
-    completed_now: list[TaskRow] = field(default_factory=list)
-    owners: Mapping[int, Owner] = field(default_factory=dict)
 
 
 def field_params(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:

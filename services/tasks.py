@@ -58,7 +58,7 @@ async def update_task(
         Write(user_id, [task_id], changes=changes, allowed=allowed_versions)
     )
     logger.info("task updated task_id=%s fields=%s", task_id, ",".join(sorted(changes)))
-    return written.tasks[0]
+    return written[0]
 
 
 async def bulk_update(
@@ -72,8 +72,8 @@ async def bulk_update(
     if not changes:
         raise BadRequestError("No fields to update were given")
     written = await store.update(Write(user_id, task_ids, changes=changes, bulk=True))
-    logger.info("bulk update task_count=%s user_id=%s", len(written.tasks), user_id)
-    return written.tasks
+    logger.info("bulk update task_count=%s user_id=%s", len(written), user_id)
+    return written
 
 
 async def add_tags(
@@ -120,7 +120,7 @@ async def remove_tag(
 
 
 async def _edit_tags(store: TaskStore, write: Write) -> TaskRow:
-    return (await store.update(write)).tasks[0]
+    return (await store.update(write))[0]
 
 
 async def delete_task(
