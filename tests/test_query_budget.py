@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from unittest.mock import patch
 
@@ -25,31 +26,41 @@ _COUNTED = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 _EVENT = ("INSERT", "INSERT")
 
 
+# Set while a test counts: the requests it sends (and any task they start) inherit it; the
+# app's in-process job worker, started with the app, does not, so its relay (every second, on
+# the same engine) is not counted as the request's.
+_COUNTING: ContextVar[bool] = ContextVar("counting", default=False)
+
+
 @contextmanager
 def statements(app: FastAPI) -> Iterator[list[str]]:
-    """Collect the SQL statements the app sends, through SQLAlchemy or, for the reads PostgreSQL
-    runs on its driver (`DriverQuery`), directly ("DRIVER " + the SQL). Transaction control is
-    not a query. A driver read that had to fall back to SQLAlchemy fails the test."""
+    """Collect the SQL statements the app sends for the requests made inside the block, through
+    SQLAlchemy or, for the reads PostgreSQL runs on its driver (`DriverQuery`), directly
+    ("DRIVER " + the SQL). Transaction control is not a query. A driver read that had to fall
+    back to SQLAlchemy fails the test."""
     seen: list[str] = []
 
     def record(*args: Any) -> None:
         statement = str(args[2]).lstrip().upper()
-        if statement.startswith(_COUNTED):
+        if _COUNTING.get() and statement.startswith(_COUNTED):
             seen.append(statement)
 
     run_on_driver = DriverQuery.fetch
 
     async def on_driver(query: DriverQuery, *args: Any) -> Any:
-        seen.append("DRIVER " + query.sql.lstrip().upper())
+        if _COUNTING.get():
+            seen.append("DRIVER " + query.sql.lstrip().upper())
         return await run_on_driver(query, *args)
 
     engine = app.state.engine.sync_engine
     fallbacks = DriverQuery.fallbacks
     event.listen(engine, "before_cursor_execute", record)
+    counting = _COUNTING.set(True)
     try:
         with patch.object(DriverQuery, "fetch", on_driver):
             yield seen
     finally:
+        _COUNTING.reset(counting)
         event.remove(engine, "before_cursor_execute", record)
     assert DriverQuery.fallbacks == fallbacks, "a driver read failed and ran through SQLAlchemy"
 
