@@ -25,11 +25,15 @@ _URL_EXAMPLE = "https://example.com/hooks/tasks"
 _SECRET_EXAMPLE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+# What a filter may name: the schema's enum and the validator's check and message.
+EVENT_NAMES = (ALL_EVENTS, *EventType)
+
+
 def _known_events(events: list[str]) -> list[str]:
     """Each an event type or "*"; "*" alone stands for all, duplicates go."""
-    unknown = [name for name in events if name != ALL_EVENTS and name not in set(EventType)]
+    unknown = [name for name in events if name not in EVENT_NAMES]
     if unknown:
-        allowed = ", ".join([ALL_EVENTS, *EventType])
+        allowed = ", ".join(EVENT_NAMES)
         raise ValueError(f"unknown event type {unknown[0]!r}; one of: {allowed}")
     return [ALL_EVENTS] if ALL_EVENTS in events else list(dict.fromkeys(events))
 
@@ -46,9 +50,7 @@ WebhookURL = Annotated[
 # The names are checked by _known_events (its message lists them); the schema lists them too,
 # so a client (or a generated one) knows the choices before it sends.
 EventName = Annotated[
-    str,
-    StringConstraints(max_length=32),
-    Field(json_schema_extra={"enum": [ALL_EVENTS, *EventType]}),
+    str, StringConstraints(max_length=32), Field(json_schema_extra={"enum": list(EVENT_NAMES)})
 ]
 EventTypes = Annotated[
     list[EventName],

@@ -71,9 +71,15 @@ def _write_config(workdir: Path, base: str) -> None:
 
 # Answers to valid data that depend on the state the run left behind, not on the request, and
 # where they can happen (read from the schema): a valid If-Match names a version the task may no
-# longer have (412); tags added to a task already at its limit of 50 (422, "Too Many Tags").
+# longer have (412). A 422 where the rule is no schema's to say: tags added to a task already
+# at its limit of 50 ("Too Many Tags"); a webhook URL that is not https:// or whose host is or
+# resolves to a non-public address ("Webhook Target Refused").
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
-_TAGS_ADDED = ("post", "/tasks/{task_id}/tags")
+_UNPROCESSABLE = {
+    ("post", "/tasks/{task_id}/tags"),
+    ("post", "/webhooks"),
+    ("patch", "/webhooks/{webhook_id}"),
+}
 # A well-formed secret the server never issued (a reset or verification token), or a password
 # that is not the account's: 400 by the contract, whatever the generator draws.
 _SECRET_CHECKED = {
@@ -86,9 +92,6 @@ _SECRET_CHECKED = {
 # A change-feed cursor the server never issued is 400, one issued longer ago than the retention
 # 410 (resync), by the contract: the schema can only say it is a string.
 _CURSOR_CHECKED = {("get", "/changes"): ["400", "410"]}
-# A webhook URL is refused (422, "Webhook Target Refused") unless it is https:// and its host is
-# or resolves to public addresses only: what a host resolves to is no schema's to say.
-_TARGET_CHECKED = {("post", "/webhooks"), ("patch", "/webhooks/{webhook_id}")}
 # Routes that end the fuzzer's own sessions (its bearer tokens would be 401 for the rest of the
 # run, and every later operation untested): left to tests/test_sessions.py.
 _REVOKING = ("logout_auth_logout_post", "end_session_users_me_sessions__session_id__delete")
@@ -101,11 +104,7 @@ def _state_dependent_operations(base: str) -> str:
         for method, operation in item.items():
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             extra = ["412"] if "If-Match" in headers else []
-            extra += (
-                ["422"]
-                if (method, path) == _TAGS_ADDED or (method, path) in _TARGET_CHECKED
-                else []
-            )
+            extra += ["422"] if (method, path) in _UNPROCESSABLE else []
             extra += ["400"] if (method, path) in _SECRET_CHECKED else []
             extra += _CURSOR_CHECKED.get((method, path), [])
             if extra:
